@@ -1,0 +1,41 @@
+"""KFP interface of the shadow evaluation and promotion decision (genrec.shadow)."""
+from typing import NamedTuple
+
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+
+
+def shadow_eval(
+    sequences: Input[Dataset],
+    embeddings: Input[Dataset],
+    candidate: Input[Model],
+    evaluation: Output[Artifact],
+    metrics: Output[Metrics],
+    report: Output[HTML],
+    report_md: Output[Markdown],
+    registry_uri: str = "",
+    delays: list = [0, 1, 2],
+    min_gain: float = 0.0,
+    tolerance: float = 0.02,
+    primary_task: str = "",
+) -> NamedTuple("Outputs", [("decision", str)]):
+    """Replay the shadow window; candidate vs champion (or popularity); promote only a proven winner."""
+    import os
+    import shutil
+    import tempfile
+    from collections import namedtuple
+
+    from genrec.shadow import ShadowConfig, shadow_evaluate
+    from genrec.steps import champion_model_dir, log_metrics
+
+    config = ShadowConfig(delays=tuple(int(d) for d in delays), min_gain=min_gain, tolerance=tolerance,
+                          primary_task=primary_task or None)
+    out = tempfile.mkdtemp(prefix="shadow-")
+    baseline = champion_model_dir(registry_uri) if registry_uri else None
+    result = shadow_evaluate(sequences.path, candidate.path, out, config, baseline_dir=baseline,
+                             embeddings_path=embeddings.path)
+    shutil.copyfile(os.path.join(out, "shadow.json"), evaluation.path)
+    shutil.copyfile(os.path.join(out, "shadow.html"), report.path)
+    shutil.copyfile(os.path.join(out, "shadow.md"), report_md.path)
+    log_metrics(metrics, result)
+    evaluation.metadata.update({"decision": result["decision"], "baseline": result.get("baseline", "")})
+    return namedtuple("Outputs", ["decision"])(result["decision"])

@@ -1,0 +1,27 @@
+"""KFP interface of the training step: runs torchrun inside the container (genrec.training)."""
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+
+def train(
+    sequences: Input[Dataset],
+    embeddings: Input[Dataset],
+    model: Output[Model],
+    metrics: Output[Metrics],
+    preset: str = "1M",
+    max_steps: int = 300,
+    mtp_depth: int = 2,
+    nproc: int = 1,
+    registry_uri: str = "",
+    warm_start: bool = True,
+):
+    """Train a generative recommender; warm-starts from the champion in `registry_uri` when there is one."""
+    from genrec.steps import champion_model_dir, log_metrics
+    from genrec.training import TrainConfig, launch_training
+
+    warm_dir = champion_model_dir(registry_uri) if (warm_start and registry_uri) else None
+    config = TrainConfig(preset=preset, max_steps=max_steps, mtp_depth=mtp_depth)
+    result = launch_training(sequences.path, model.path, config, embeddings_path=embeddings.path,
+                             warm_start_dir=warm_dir, nproc=nproc)
+    log_metrics(metrics, result)
+    model.metadata.update({"preset": preset, "num_params": result.get("num_params"),
+                           "warm_start": warm_dir or ""})
