@@ -1,0 +1,55 @@
+"""Run the retraining DAG on this machine through kfp.local (SubprocessRunner, this Python environment)."""
+import logging
+import os
+from typing import Any, Dict
+
+from genrec.errors import GenrecError
+
+log = logging.getLogger(__name__)
+
+EVALUATION_TASK, EVALUATION_OUTPUT = "shadow-eval", "evaluation"
+
+
+def _artifacts(run_dir: str) -> Dict[str, Dict[str, str]]:
+    """{task: {output: path}} for everything kfp.local wrote under one run."""
+    found: Dict[str, Dict[str, str]] = {}
+    for task in sorted(os.listdir(run_dir)):
+        task_dir = os.path.join(run_dir, task)
+        if os.path.isdir(task_dir):
+            found[task] = {name: os.path.join(task_dir, name) for name in sorted(os.listdir(task_dir))}
+    return found
+
+
+def run_local(arguments: Dict[str, Any], workdir: str) -> Dict[str, Any]:
+    """Execute the pipeline with `arguments`; returns the run folder, every artifact path, the shadow
+    evaluation and the champion after the run. A failed step raises GenrecError (and promotes nothing,
+    since promotion is the DAG's last step)."""
+    import json
+
+    from kfp import local
+
+    from genrec.registry import Registry
+    from pipelines.retraining import retraining_pipeline
+
+    root = os.path.abspath(workdir)
+    os.makedirs(root, exist_ok=True)
+    before = set(os.listdir(root))
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root, raise_on_error=True)
+    try:
+        retraining_pipeline(**arguments)
+    except RuntimeError as exc:
+        raise GenrecError(f"pipeline run failed: {str(exc).splitlines()[0]} (see the step's log above); "
+                          "the champion is unchanged") from exc
+    new_runs = sorted(set(os.listdir(root)) - before)
+    if not new_runs:
+        raise GenrecError(f"kfp.local wrote no run folder under {root}")
+    run_dir = os.path.join(root, new_runs[-1])
+    artifacts = _artifacts(run_dir)
+    evaluation = None
+    eval_path = artifacts.get(EVALUATION_TASK, {}).get(EVALUATION_OUTPUT)
+    if eval_path and os.path.isfile(eval_path):
+        with open(eval_path) as f:
+            evaluation = json.load(f)
+    champion = Registry(arguments["registry_uri"]).champion()
+    return {"run_dir": run_dir, "artifacts": artifacts, "evaluation": evaluation,
+            "champion": (champion or {}).get("model_uri")}
