@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 DEMO_DIR ?= runs/demo
 
-.PHONY: demo test install clean bench lint
+.PHONY: demo test install clean bench golden
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,3 +28,6 @@ bench: install
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
+
+golden: install
+	$(BIN)/genrec compile --out pipelines/genrec_retraining.yaml
