@@ -114,10 +114,12 @@ def content_hash(text: str, encoder_id: str) -> str:
 
 def _read_cache(cache_path: str | None) -> dict[str, np.ndarray]:
     """content_hash -> vector from an earlier embeddings file; unreadable caches are ignored (logged)."""
-    if not cache_path or not os.path.exists(cache_path):
+    from genrec import storage
+
+    if not cache_path or not storage.exists(cache_path):
         return {}
     try:
-        table = pq.read_table(cache_path, columns=["vector", "content_hash"])
+        table = pq.read_table(pa.BufferReader(storage.read_bytes(cache_path)), columns=["vector", "content_hash"])
     except Exception as exc:  # a broken cache costs time, never the run
         log.warning("ignoring unreadable embedding cache %s: %s", cache_path, exc)
         return {}
