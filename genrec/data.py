@@ -1,0 +1,198 @@
+"""Sequences folder -> fixed-length training windows (numpy), each rank reading only its share.
+
+Item ids become vocabulary indices with one vectorised `pyarrow.compute.index_in` over all events;
+targets for every (task, depth) are computed per user with `searchsorted`, never per event.
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from genrec.errors import InputError
+from genrec.events import (ITEM_ID, NUM_RESERVED, PAD_INDEX, SEQUENCE_SCHEMA, UNK_INDEX, USER_ID, VOCAB_FILE)
+
+RESERVED_NAMES = ("<pad>", "<unk>", "<mask>")
+NO_TARGET = PAD_INDEX
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Model vocabulary: row i of the item table is `item_ids[i]` (reserved rows first)."""
+
+    item_ids: tuple[str, ...]
+    counts: np.ndarray  # [V] int64 train-window events (0 for reserved rows)
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 over the ordered ids: two models share item rows iff fingerprints match."""
+        return hashlib.sha256("\n".join(self.item_ids).encode()).hexdigest()[:16]
+
+    def lookup(self, ids: pa.Array | list[str]) -> np.ndarray:
+        """[N] int64 indices; ids not in the vocabulary -> UNK_INDEX."""
+        pos = pc.index_in(pa.array(ids, pa.string()) if isinstance(ids, list) else ids,
+                          value_set=pa.array(self.item_ids[NUM_RESERVED:], pa.string()))
+        return (pc.fill_null(pc.add(pos, NUM_RESERVED), UNK_INDEX)).to_numpy(zero_copy_only=False).astype(np.int64)
+
+    def positions(self, ids: list[str]) -> np.ndarray:
+        """[N] int64 row in the item table, -1 for ids this vocabulary does not know."""
+        idx = self.lookup(ids)
+        return np.where(idx == UNK_INDEX, -1, idx)
+
+
+def read_vocabulary(path: str) -> Vocabulary:
+    """Vocabulary from vocabulary.parquet (titles mapped to UNK there are not model rows)."""
+    if os.path.isdir(path):
+        path = os.path.join(path, VOCAB_FILE)
+    try:
+        table = pq.read_table(path, columns=[ITEM_ID, "index", "count"])
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise InputError(f"{path}: cannot read vocabulary ({exc})") from None
+    table = table.filter(pc.greater_equal(table["index"], NUM_RESERVED)).sort_by("index")
+    index = table["index"].to_numpy()
+    if len(index) == 0:
+        raise InputError(f"{path}: vocabulary has no items")
+    if not np.array_equal(index, np.arange(NUM_RESERVED, NUM_RESERVED + len(index))):
+        raise InputError(f"{path}: item indices are not contiguous from {NUM_RESERVED}")
+    counts = np.concatenate([np.zeros(NUM_RESERVED, np.int64), table["count"].to_numpy().astype(np.int64)])
+    return Vocabulary(RESERVED_NAMES + tuple(table[ITEM_ID].to_pylist()), counts)
+
+
+def list_shards(data_dir: str, split: str) -> list[str]:
+    shards = sorted(glob.glob(os.path.join(data_dir, split, "*.parquet")))
+    if not shards:
+        raise InputError(f"{os.path.join(data_dir, split)}: no Parquet shards")
+    return shards
+
+
+def read_split(data_dir: str, split: str, rank: int = 0, world_size: int = 1) -> pa.Table:
+    """This rank's share of a split: whole shards (shards[rank::world]) when there are at least as
+    many shards as ranks, else rows rank::world of the concatenated shards. Deterministic."""
+    shards = list_shards(data_dir, split)
+    columns = list(SEQUENCE_SCHEMA.names)
+    mine = shards[rank::world_size] if len(shards) >= world_size else shards
+    tables = []
+    for path in mine:
+        try:
+            tables.append(pq.read_table(path, columns=columns))
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise InputError(f"{path}: cannot read sequences ({exc})") from None
+    table = pa.concat_tables(tables).combine_chunks()
+    if len(shards) < world_size:
+        table = table.take(np.arange(rank, len(table), world_size))
+    return table
+
+
+def task_names(table: pa.Table) -> tuple[str, ...]:
+    """Event types in a split, sorted: each is a task."""
+    return tuple(sorted(t for t in pc.unique(pc.list_flatten(table["event_types"])).to_pylist() if t))
+
+
+def gap_buckets(timestamps: np.ndarray, num_buckets: int) -> np.ndarray:
+    """[n] int64: floor(log2(1 + seconds since the previous event)), 0 for the first."""
+    gaps = np.diff(timestamps, prepend=timestamps[:1]).clip(min=0)
+    return np.minimum(np.floor(np.log2(gaps + 1.0)), num_buckets - 1).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Fixed-length windows, padding at the end.
+
+    items, types, gaps [W, L] int64; targets [W, H, L] int64 (H = tasks * (mtp_depth + 1); head
+    task*(k+1)+j at position t holds the (j+1)-th next event of that task after t, 0 when none);
+    predict [W, L] bool: the event after t is one of the split's target events (validation);
+    next_task [W, L] int64: task of the event after t (-1 when none); users [W] user ids;
+    starts [W] int64: where the window starts in its user's sequence.
+    """
+
+    items: np.ndarray
+    types: np.ndarray
+    gaps: np.ndarray
+    targets: np.ndarray
+    predict: np.ndarray
+    next_task: np.ndarray
+    users: np.ndarray
+    starts: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def build_windows(table: pa.Table, vocab: Vocabulary, tasks: tuple[str, ...], max_len: int,
+                  mtp_depth: int, time_buckets: int = 32, predictions_only: bool = False) -> Windows:
+    """Cut each user's sequence into windows of `max_len` events from the end; targets look at the
+    whole sequence, so a window's last position still predicts the next window's first event.
+    `predictions_only` keeps only windows with at least one target event (validation)."""
+    depth = mtp_depth + 1
+    lengths = pc.list_value_length(table["items"]).to_numpy(zero_copy_only=False).astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    flat_items = vocab.lookup(pc.list_flatten(table["items"]))
+    type_pos = pc.index_in(pc.list_flatten(table["event_types"]), value_set=pa.array(list(tasks), pa.string()))
+    flat_types = pc.fill_null(type_pos, -1).to_numpy(zero_copy_only=False).astype(np.int64)  # -1: unknown
+    flat_times = pc.list_flatten(table["timestamps"]).to_numpy(zero_copy_only=False).astype(np.int64)
+    n_history = table["n_history"].to_numpy(zero_copy_only=False).astype(np.int64)
+    users = table[USER_ID].to_numpy(zero_copy_only=False)
+
+    out = {k: [] for k in ("items", "types", "gaps", "targets", "predict", "next_task", "users", "starts")}
+    for row in range(len(table)):
+        lo, hi = offsets[row], offsets[row + 1]
+        n = hi - lo
+        if n == 0:
+            continue
+        items, types = flat_items[lo:hi], flat_types[lo:hi]
+        gaps = gap_buckets(flat_times[lo:hi], time_buckets)
+        targets = np.zeros((len(tasks) * depth, n), np.int64)
+        steps = np.arange(n)
+        for task in range(len(tasks)):
+            where = np.flatnonzero(types == task)
+            nxt = np.searchsorted(where, steps, side="right")
+            for j in range(depth):
+                k = nxt + j
+                ok = k < len(where)
+                targets[task * depth + j, ok] = items[where[k[ok]]]
+        next_task = np.full(n, -1, np.int64)
+        next_task[:-1] = types[1:]
+        predict = np.zeros(n, bool)
+        predict[:-1] = steps[1:] >= max(n_history[row], 1)
+        predict &= next_task >= 0
+        for end in range(n, 0, -max_len):
+            start = max(0, end - max_len)
+            if predictions_only and not predict[start:end].any():
+                continue
+            pad = max_len - (end - start)
+            out["items"].append(np.pad(items[start:end], (0, pad)))
+            out["types"].append(np.pad(np.where(types[start:end] >= 0, types[start:end] + 1, 0), (0, pad)))
+            out["gaps"].append(np.pad(gaps[start:end], (0, pad)))
+            out["targets"].append(np.pad(targets[:, start:end], ((0, 0), (0, pad))))
+            out["predict"].append(np.pad(predict[start:end], (0, pad)))
+            out["next_task"].append(np.pad(next_task[start:end], (0, pad), constant_values=-1))
+            out["users"].append(users[row])
+            out["starts"].append(start)
+    if not out["items"]:
+        shape = (0, max_len)
+        return Windows(np.zeros(shape, np.int64), np.zeros(shape, np.int64), np.zeros(shape, np.int64),
+                       np.zeros((0, len(tasks) * depth, max_len), np.int64), np.zeros(shape, bool),
+                       np.zeros(shape, np.int64), np.zeros(0, object), np.zeros(0, np.int64))
+    return Windows(*(np.stack(out[k]) for k in ("items", "types", "gaps", "targets", "predict", "next_task")),
+                   np.asarray(out["users"], dtype=object), np.asarray(out["starts"], np.int64))
+
+
+def batch_indices(step: int, batch_size: int, n: int, seed: int) -> np.ndarray:
+    """Window indices of one step's batch: a fresh seeded permutation per epoch, read in order, so
+    the data position is the step number alone (exact resume without saving iterator state)."""
+    start = step * batch_size
+    idx = []
+    while len(idx) < batch_size:
+        epoch, offset = divmod(start + len(idx), n)
+        perm = np.random.default_rng([seed, epoch]).permutation(n)
+        idx.extend(perm[offset:offset + batch_size - len(idx)].tolist())
+    return np.asarray(idx, dtype=np.int64)

@@ -1,0 +1,88 @@
+"""Model sizes and settings: one frozen dataclass, presets named by backbone size.
+
+Backbone size is counted like nanoGPT's `get_num_params(non_embedding=True)`, but without anything
+that grows with the catalog (item embeddings, semantic tower, decoding heads) or with the input
+features (positions, event types, time gaps): transformer blocks plus the final norm. That is the
+number a scaling-law fit needs, since it is what more compute buys.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from genrec.errors import ConfigError
+
+# name -> (n_layer, n_head, n_embd); counts within 10% of the name (see backbone_params).
+PRESETS: dict[str, tuple[int, int, int]] = {
+    # small presets for CPU sweeps on a laptop
+    "50K": (4, 2, 32),
+    "200K": (4, 4, 64),
+    "500K": (3, 4, 120),
+    "1M": (5, 4, 128),
+    # the paper's ladder
+    "2M": (4, 4, 208),
+    "8M": (8, 6, 288),
+    "32M": (10, 8, 512),
+    "128M": (10, 16, 1024),
+    "512M": (10, 16, 2048),
+    "1B": (20, 16, 2048),
+}
+#: presets trained with FSDP (sharded parameters) instead of DDP when more than one process runs.
+FSDP_MIN_PARAMS = 100_000_000
+
+
+def preset_value(name: str) -> int:
+    """'128M' -> 128_000_000 (the size a preset is named after)."""
+    units = {"K": 1_000, "M": 1_000_000, "B": 1_000_000_000}
+    try:
+        return int(float(name[:-1]) * units[name[-1].upper()])
+    except (KeyError, ValueError, IndexError):
+        raise ConfigError(f"preset {name!r} is not a size like 2M or 500K") from None
+
+
+def backbone_params(n_layer: int, n_embd: int) -> int:
+    """Analytic backbone count: per block 12 d^2 + 13 d (attention, MLP, two LayerNorms with biases),
+    plus the final LayerNorm."""
+    return n_layer * (12 * n_embd * n_embd + 13 * n_embd) + 2 * n_embd
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model from config.json (no code, no pickles)."""
+
+    n_layer: int = 2
+    n_head: int = 2
+    n_embd: int = 32
+    max_len: int = 50  # positions (events per window)
+    num_items: int = 4  # vocabulary size including the reserved indices (pad, unk, mask)
+    num_tasks: int = 1  # event types; each is a task with its own head
+    mtp_depth: int = 0  # extra heads predicting 2nd..(k+1)-th next event of a task
+    item_dim: int = 32  # width of item embeddings and of the projected decoding head
+    semantic_dim: int = 0  # metadata vector width (0: no semantic tower)
+    tower_hidden: int = 128
+    time_buckets: int = 32  # log2 buckets of the gap to the previous event, in seconds
+    dropout: float = 0.0
+    mask_prob: float = 0.0  # collaborative-embedding masking (drop the ID part) in training
+    normalize: bool = True  # L2-normalise queries and items (cosine similarity)
+    temperature: float = 0.05  # logits = similarity / temperature when normalised
+
+    def __post_init__(self) -> None:
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
+        if not 0.0 <= self.mask_prob <= 1.0:
+            raise ConfigError(f"mask_prob {self.mask_prob} is not in [0, 1]")
+        if self.mtp_depth < 0:
+            raise ConfigError(f"mtp_depth {self.mtp_depth} is negative")
+
+    @property
+    def num_heads_out(self) -> int:
+        """Decoding heads: one per task and prediction depth."""
+        return self.num_tasks * (self.mtp_depth + 1)
+
+
+def preset_config(preset: str, **overrides) -> ModelConfig:
+    """ModelConfig for a named preset, with data-dependent fields given as overrides."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    n_layer, n_head, n_embd = PRESETS[preset]
+    return replace(ModelConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd,
+                               item_dim=min(n_embd, 64)), **overrides)

@@ -1,0 +1,58 @@
+"""Item representations: collaborative ID embedding + MLP over the semantic metadata vector.
+
+Why: a title's ID embedding only exists once it has been watched; the metadata part exists from
+launch. Dropping the ID part at random in training (collaborative-embedding masking, replaced by
+a learned out-of-vocabulary vector) teaches the model to score a title from metadata alone, which
+is exactly what a cold-start title has.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from genrec.events import PAD_INDEX
+from genrec.model.config import ModelConfig
+
+
+class ItemTower(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.id_embedding = nn.Embedding(config.num_items, config.item_dim)
+        self.oov = nn.Parameter(torch.zeros(config.item_dim))
+        if config.semantic_dim > 0:
+            self.mlp: nn.Module | None = nn.Sequential(
+                nn.Linear(config.semantic_dim, config.tower_hidden), nn.GELU(),
+                nn.Linear(config.tower_hidden, config.item_dim))
+            # [V, semantic_dim] metadata vectors aligned with the vocabulary (zeros: none known).
+            self.register_buffer("semantic", torch.zeros(config.num_items, config.semantic_dim))
+        else:
+            self.mlp = None
+
+    def describe(self) -> str:
+        sem = f"id+mlp({self.config.semantic_dim}->{self.config.item_dim})" if self.mlp is not None else "id"
+        return f"item_tower[{sem}, mask_p={self.config.mask_prob}]"
+
+    def forward(self, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[V, item_dim] table; `mask` [V] bool replaces the ID part by the OOV vector."""
+        ids = self.id_embedding.weight
+        if mask is not None:
+            ids = torch.where(mask.unsqueeze(-1), self.oov.expand_as(ids), ids)
+        table = ids
+        if self.mlp is not None:
+            table = table + self.mlp(self.semantic)
+        pad = torch.ones(table.shape[0], 1, device=table.device, dtype=table.dtype)
+        pad[PAD_INDEX] = 0.0
+        return table * pad
+
+    def represent(self, indices: torch.Tensor, vectors: torch.Tensor | None) -> torch.Tensor:
+        """Items of any catalog: indices [C] long into this vocabulary (-1: unknown title, scored from
+        metadata plus the OOV vector), vectors [C, semantic_dim] or None -> [C, item_dim]."""
+        known = indices >= 0
+        ids = self.id_embedding(indices.clamp(min=0))
+        out = torch.where(known.unsqueeze(-1), ids, self.oov.expand_as(ids))
+        if self.mlp is not None:
+            if vectors is None:
+                vectors = self.semantic[indices.clamp(min=0)] * known.unsqueeze(-1)
+            out = out + self.mlp(vectors)
+        return out

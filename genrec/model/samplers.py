@@ -1,0 +1,120 @@
+"""Negative samplers for sampled softmax: small swappable parts passed into the loss.
+
+Each sampler returns ids and the log of each id's expected count in the sample (log Q), which the
+loss subtracts from the logits (logQ correction) so that popular titles, sampled more often, are
+not over-penalised.
+"""
+from __future__ import annotations
+
+import abc
+import math
+
+import torch
+
+from genrec.events import NUM_RESERVED
+
+
+class NegativeSampler(abc.ABC):
+    @abc.abstractmethod
+    def sample(self, positives: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """positives [N] long -> negative ids [M] long (never a reserved index)."""
+
+    @abc.abstractmethod
+    def log_q(self, ids: torch.Tensor, n_positives: int) -> torch.Tensor:
+        """[M] float: log expected number of times each id appears in one sample."""
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """One line for model cards and run names."""
+
+
+class UniformSampler(NegativeSampler):
+    """`num` ids drawn uniformly (with replacement) from the catalog."""
+
+    def __init__(self, num_items: int, num: int) -> None:
+        self.num_items, self.num = num_items, num
+
+    def sample(self, positives, generator=None):
+        return torch.randint(NUM_RESERVED, self.num_items, (self.num,), generator=generator,
+                             device=positives.device)
+
+    def log_q(self, ids, n_positives):
+        value = math.log(self.num / max(self.num_items - NUM_RESERVED, 1))
+        return torch.full(ids.shape, value, dtype=torch.float32, device=ids.device)
+
+    def describe(self) -> str:
+        return f"uniform({self.num})"
+
+
+def _probabilities(counts: torch.Tensor, alpha: float) -> torch.Tensor:
+    p = counts.double().clamp(min=0) ** alpha
+    p[:NUM_RESERVED] = 0.0
+    return (p / p.sum()).float()
+
+
+class PopularitySampler(NegativeSampler):
+    """`num` ids drawn (with replacement) proportionally to count**alpha."""
+
+    def __init__(self, counts: torch.Tensor, num: int, alpha: float = 1.0) -> None:
+        self.p, self.num, self.alpha = _probabilities(counts, alpha), num, alpha
+
+    def sample(self, positives, generator=None):
+        return torch.multinomial(self.p, self.num, replacement=True, generator=generator).to(positives.device)
+
+    def log_q(self, ids, n_positives):
+        return torch.log(self.num * self.p.to(ids.device)[ids]).clamp(min=-80.0)
+
+    def describe(self) -> str:
+        return f"popularity({self.num}, alpha={self.alpha})"
+
+
+class InBatchSampler(NegativeSampler):
+    """The batch's own distinct positives; an item is in the batch with probability about
+    1 - (1 - p)^N for unigram frequency p, which is its log Q."""
+
+    def __init__(self, counts: torch.Tensor) -> None:
+        self.p = _probabilities(counts, 1.0)
+
+    def sample(self, positives, generator=None):
+        return torch.unique(positives[positives >= NUM_RESERVED])
+
+    def log_q(self, ids, n_positives):
+        p = self.p.to(ids.device)[ids].double()
+        return torch.log(-torch.expm1(n_positives * torch.log1p(-p.clamp(max=1 - 1e-12)))).float().clamp(min=-80.0)
+
+    def describe(self) -> str:
+        return "in-batch"
+
+
+class MixedSampler(NegativeSampler):
+    """Union of several samplers; an id's expected count is the sum over them."""
+
+    def __init__(self, samplers: list[NegativeSampler]) -> None:
+        self.samplers = samplers
+
+    def sample(self, positives, generator=None):
+        return torch.cat([s.sample(positives, generator) for s in self.samplers])
+
+    def log_q(self, ids, n_positives):
+        return torch.logsumexp(torch.stack([s.log_q(ids, n_positives) for s in self.samplers]), dim=0)
+
+    def describe(self) -> str:
+        return "+".join(s.describe() for s in self.samplers)
+
+
+def build_sampler(kind: str, num_items: int, num_negatives: int, counts: torch.Tensor) -> NegativeSampler:
+    """Sampler from a short name: 'uniform', 'popularity', 'in-batch', or '+'-joined mixes such as
+    'in-batch+uniform' (each sampled part draws `num_negatives`)."""
+    from genrec.errors import ConfigError
+
+    parts = []
+    for name in kind.split("+"):
+        if name == "uniform":
+            parts.append(UniformSampler(num_items, num_negatives))
+        elif name == "popularity":
+            parts.append(PopularitySampler(counts, num_negatives))
+        elif name == "in-batch":
+            parts.append(InBatchSampler(counts))
+        else:
+            raise ConfigError(f"unknown negative sampler {name!r} in {kind!r} (uniform, popularity, in-batch)")
+    return parts[0] if len(parts) == 1 else MixedSampler(parts)

@@ -1,0 +1,122 @@
+"""A trained model folder as a `Recommender`: what shadow evaluation and serving call.
+
+The model folder carries its own vocabulary, so a later run with a different catalog still scores
+with it: titles the model knows use their ID embedding (+ metadata), others metadata + OOV vector.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from genrec.data import Vocabulary, gap_buckets, read_vocabulary
+from genrec.errors import ConfigError, InputError
+from genrec.events import MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE, VOCAB_FILE
+from genrec.model.config import ModelConfig
+from genrec.model.transformer import GenerativeRecommender
+from genrec.recommender import History, Recommender
+
+
+class TransformerRecommender(Recommender):
+    def __init__(self, model: GenerativeRecommender, vocab: Vocabulary, tasks: Sequence[str], description: str,
+                 semantic: dict[str, np.ndarray] | None = None, batch_size: int = 256) -> None:
+        self.model = model.eval()
+        self.vocab = vocab
+        self.tasks = tuple(tasks)
+        self.description = description
+        self._semantic = semantic or {}
+        self._catalog: torch.Tensor | None = None
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def set_catalog(self, item_ids: Sequence[str], vectors: np.ndarray | None = None) -> None:
+        """Catalog table [C, item_dim]; metadata vectors come from `vectors`, else from the
+        embeddings file given at load time, else from the model's own copy (known titles)."""
+        ids = list(item_ids)
+        positions = torch.from_numpy(self.vocab.positions(ids))
+        tower = self.model.tower
+        vec = None
+        if tower.mlp is not None:
+            dim = self.model.config.semantic_dim
+            stored = tower.semantic[positions.clamp(min=0)] * (positions >= 0).unsqueeze(-1)
+            vec = stored.clone()
+            if self._semantic:
+                extra = np.stack([self._semantic.get(i, np.zeros(dim, np.float32)) for i in ids])
+                have = torch.from_numpy(np.abs(extra).sum(1) > 0)
+                vec[have] = torch.from_numpy(extra)[have]
+            if vectors is not None:
+                given = torch.as_tensor(np.asarray(vectors, np.float32))
+                if given.shape != (len(ids), dim):
+                    raise ConfigError(f"catalog vectors have shape {tuple(given.shape)}, expected ({len(ids)}, {dim})")
+                have = given.abs().sum(1) > 0
+                vec[have] = given[have]
+        table = tower.represent(positions, vec)
+        self._catalog = F.normalize(table, dim=-1) if self.model.config.normalize else table
+
+    @torch.no_grad()
+    def encode(self, histories: Sequence[History], task: str, delay: int = 0) -> torch.Tensor:
+        """[B, item_dim] queries for the next event of `task` after each history."""
+        if task not in self.tasks:
+            raise ConfigError(f"task {task!r} is not one of this model's tasks {self.tasks}")
+        cfg = self.model.config
+        L = cfg.max_len
+        B = len(histories)
+        items = np.zeros((B, L), np.int64)
+        types = np.zeros((B, L), np.int64)
+        gaps = np.zeros((B, L), np.int64)
+        last = np.zeros(B, np.int64)
+        task_index = {t: i + 1 for i, t in enumerate(self.tasks)}
+        for b, h in enumerate(histories):
+            n = min(len(h.items), L)
+            if n == 0:
+                continue
+            items[b, :n] = self.vocab.lookup(list(h.items[-n:]))
+            types[b, :n] = [task_index.get(t, 0) for t in h.event_types[-n:]]
+            gaps[b, :n] = gap_buckets(np.asarray(h.timestamps, np.int64), cfg.time_buckets)[-n:]
+            last[b] = n - 1
+        hidden = self.model(torch.from_numpy(items), torch.from_numpy(types), torch.from_numpy(gaps))
+        h_last = hidden[torch.arange(B), torch.from_numpy(last)]
+        head = self.model.head_index(self.tasks.index(task), delay)
+        return self.model.queries(h_last, torch.full((B,), head, dtype=torch.long))
+
+    @torch.no_grad()
+    def score(self, histories: Sequence[History], task: str, delay: int = 0) -> np.ndarray:
+        if self._catalog is None:
+            raise ConfigError("set_catalog must be called before score")
+        out = []
+        for start in range(0, len(histories), self.batch_size):
+            q = self.encode(histories[start:start + self.batch_size], task, delay)
+            out.append((q @ self._catalog.T).float().numpy())
+        if not out:
+            return np.zeros((0, self._catalog.shape[0]), np.float32)
+        return np.concatenate(out).astype(np.float32)
+
+
+def load_model(model_dir: str) -> tuple[GenerativeRecommender, dict]:
+    """Model and its config card from a model folder (safetensors: no code runs on load)."""
+    from safetensors.torch import load_file
+
+    try:
+        with open(os.path.join(model_dir, MODEL_CONFIG_FILE)) as fh:
+            card = json.load(fh)
+        model = GenerativeRecommender(ModelConfig(**card["model"]))
+        model.load_state_dict(load_file(os.path.join(model_dir, MODEL_WEIGHTS_FILE)))
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        raise InputError(f"{model_dir}: not a readable genrec model folder ({exc})") from None
+    return model.eval(), card
+
+
+def load_recommender(model_dir: str, embeddings_path: str | None = None) -> TransformerRecommender:
+    model, card = load_model(model_dir)
+    vocab = read_vocabulary(os.path.join(model_dir, VOCAB_FILE))
+    semantic = None
+    if embeddings_path and model.config.semantic_dim > 0:
+        from genrec.semantic import read_embeddings
+
+        ids, vectors = read_embeddings(embeddings_path)
+        semantic = dict(zip(ids, vectors))
+    return TransformerRecommender(model, vocab, card["tasks"], card.get("description", ""), semantic)

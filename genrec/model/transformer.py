@@ -1,0 +1,156 @@
+"""The generative recommender, top to bottom, in the spirit of nanoGPT's model.py.
+
+A decoder-only transformer reads a user's events (item, event type, time gap, position) and, at
+every position, emits one query per (task, prediction depth). A query is scored against the item
+table by a dot product, so the decoding head costs `item_dim` per title instead of `n_embd`
+(the projected head). Items are represented by the item tower (ID embedding + metadata MLP), shared
+by the input and the output so titles never seen in training still get a representation.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from genrec.events import NUM_RESERVED, PAD_INDEX
+from genrec.model.config import ModelConfig
+from genrec.model.item_tower import ItemTower
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+        self.dropout = config.dropout
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, T, C] -> [B, T, C]; position t only sees positions <= t (padding sits at the end)."""
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (z.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for z in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.resid_dropout(self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GenerativeRecommender(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.tower = ItemTower(config)
+        self.item_in = nn.Linear(config.item_dim, config.n_embd, bias=False)
+        self.wpe = nn.Embedding(config.max_len, config.n_embd)
+        self.wtype = nn.Embedding(config.num_tasks + 1, config.n_embd, padding_idx=0)
+        self.wgap = nn.Embedding(config.time_buckets, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
+        self.ln_f = nn.LayerNorm(config.n_embd)
+        # Projected decoding head: hidden -> item_dim, one slice per (task, depth).
+        self.head = nn.Linear(config.n_embd, config.num_heads_out * config.item_dim, bias=False)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    # --- sizes ---------------------------------------------------------------------------------------
+    def get_num_params(self, non_embedding: bool = True) -> int:
+        """Backbone parameters (blocks + final norm) when non_embedding, else every parameter."""
+        if not non_embedding:
+            return sum(p.numel() for p in self.parameters())
+        return sum(p.numel() for p in self.blocks.parameters()) + sum(p.numel() for p in self.ln_f.parameters())
+
+    def flops_per_token(self) -> float:
+        """Forward+backward FLOPs per event, nanoGPT's 6N + 12 L T C estimate (backbone only)."""
+        c = self.config
+        return 6 * self.get_num_params() + 12 * c.n_layer * c.max_len * c.n_embd
+
+    # --- forward -------------------------------------------------------------------------------------
+    def item_table(self, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[V, item_dim] item representations (normalised when the config says so); `mask` [V] bool
+        drops the ID part of those items (collaborative-embedding masking)."""
+        table = self.tower(mask)
+        return F.normalize(table, dim=-1) if self.config.normalize else table
+
+    def forward(self, items: torch.Tensor, types: torch.Tensor, gaps: torch.Tensor,
+                table: torch.Tensor | None = None) -> torch.Tensor:
+        """items, types, gaps [B, T] long (padding at the end) -> hidden [B, T, n_embd] float.
+        `table` [V, item_dim]: item representations to read inputs from (default: unmasked)."""
+        B, T = items.shape
+        if T > self.config.max_len:
+            raise ValueError(f"sequence length {T} exceeds max_len {self.config.max_len}")
+        if table is None:
+            table = self.item_table()
+        pos = torch.arange(T, device=items.device)
+        x = self.item_in(table[items]) + self.wpe(pos)[None] + self.wtype(types) + self.wgap(gaps)
+        x = x * (items != PAD_INDEX).unsqueeze(-1)
+        x = self.drop(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_f(x)
+
+    def queries(self, hidden: torch.Tensor, head_index: torch.Tensor) -> torch.Tensor:
+        """hidden [N, n_embd], head_index [N] long (task * (mtp_depth + 1) + depth) -> [N, item_dim]
+        queries, scaled so that `queries @ table.T` are logits."""
+        c = self.config
+        w = self.head.weight.view(c.num_heads_out, c.item_dim, c.n_embd)
+        if c.num_heads_out == 1:
+            q = hidden @ w[0].T
+        else:
+            q = torch.einsum("nc,ndc->nd", hidden, w[head_index])
+        if c.normalize:
+            q = F.normalize(q, dim=-1) / c.temperature
+        return q
+
+    def head_index(self, task: int | torch.Tensor, depth: int | torch.Tensor) -> int | torch.Tensor:
+        """Index of the head for a task and a prediction depth (depth beyond mtp_depth -> last head)."""
+        k = self.config.mtp_depth
+        if isinstance(depth, torch.Tensor):
+            depth = depth.clamp(max=k)
+        else:
+            depth = min(depth, k)
+        return task * (k + 1) + depth
+
+    @staticmethod
+    def catalog_slice() -> slice:
+        """Indices of real items in the item table (reserved rows excluded)."""
+        return slice(NUM_RESERVED, None)
