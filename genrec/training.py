@@ -346,6 +346,7 @@ class Trainer:
         model_sd, optim_sd = get_state_dict(self.step_module, self.optimizer, options=opts)
         return {"model": model_sd, "optimizer": optim_sd, "scheduler": self.scheduler.state_dict(),
                 "step": self.step, "tokens": self.tokens, "train_seconds": self.train_seconds,
+                "last_loss": self.last_loss,
                 "rng": torch.get_rng_state(), "config": self.config.to_json()}
 
     def _restore(self, state: dict) -> None:
@@ -356,6 +357,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.tokens = int(state["step"]), int(state["tokens"])
         self.train_seconds = float(state["train_seconds"])
+        self.last_loss = float(state.get("last_loss", float("nan")))
         torch.set_rng_state(state["rng"])
 
     def save_checkpoint(self) -> None:

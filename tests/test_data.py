@@ -1,0 +1,103 @@
+"""Data loading: vocabulary lookup, rank shares, windows and their (task, depth) targets."""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from genrec.data import batch_indices, build_windows, gap_buckets, read_split, read_vocabulary, task_names
+from genrec.errors import InputError
+from genrec.events import NUM_RESERVED, SEQUENCE_SCHEMA, UNK_INDEX
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "testdata", "model"))
+from seqfixtures import write_sequences  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def seq_dir(tmp_path_factory):
+    return write_sequences(str(tmp_path_factory.mktemp("seq")), users=10, shards=3, extra_titles=2)
+
+
+def test_vocabulary_maps_ids_vectorised_and_unknown_to_unk(seq_dir):
+    vocab = read_vocabulary(seq_dir)
+    assert vocab.item_ids[:NUM_RESERVED] == ("<pad>", "<unk>", "<mask>")
+    known = vocab.item_ids[NUM_RESERVED + 4]
+    assert vocab.lookup([known, "t9999"]).tolist() == [NUM_RESERVED + 4, UNK_INDEX]
+    assert vocab.positions([known, "t9999"]).tolist() == [NUM_RESERVED + 4, -1]
+    assert len(vocab.fingerprint) == 16 and vocab.counts[:NUM_RESERVED].sum() == 0
+
+
+def test_missing_inputs_raise_input_errors_naming_the_path(tmp_path):
+    with pytest.raises(InputError, match="vocabulary"):
+        read_vocabulary(str(tmp_path / "nope.parquet"))
+    with pytest.raises(InputError, match="no Parquet shards"):
+        read_split(str(tmp_path), "train")
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 4])
+def test_rank_shares_are_disjoint_deterministic_and_cover_the_split(seq_dir, world):
+    shares = [read_split(seq_dir, "train", r, world)["user_id"].to_pylist() for r in range(world)]
+    flat = [u for s in shares for u in s]
+    assert sorted(flat) == sorted(read_split(seq_dir, "train")["user_id"].to_pylist())
+    assert len(set(flat)) == len(flat)
+    assert shares == [read_split(seq_dir, "train", r, world)["user_id"].to_pylist() for r in range(world)]
+
+
+def _table(items, types, times, n_history=0):
+    return pa.Table.from_pylist([{"user_id": "u", "items": items, "event_types": types, "timestamps": times,
+                                  "n_history": n_history}], schema=SEQUENCE_SCHEMA)
+
+
+def test_targets_are_the_next_events_of_each_task_at_each_depth(seq_dir):
+    vocab = read_vocabulary(seq_dir)
+    ids = list(vocab.item_ids[NUM_RESERVED:NUM_RESERVED + 6])
+    types = ["play", "like", "play", "play", "like", "play"]
+    table = _table(ids, types, [0, 10, 20, 1000, 1010, 100_000])
+    w = build_windows(table, vocab, ("like", "play"), max_len=8, mtp_depth=1)
+    idx = vocab.lookup(ids)
+    # head layout: task * (depth + 1) + j; tasks: like=0, play=1
+    like0, like1, play0, play1 = w.targets[0]
+    assert like0[:6].tolist() == [idx[1], idx[4], idx[4], idx[4], 0, 0]
+    assert like1[:6].tolist() == [idx[4], 0, 0, 0, 0, 0]
+    assert play0[:6].tolist() == [idx[2], idx[2], idx[3], idx[5], idx[5], 0]
+    assert play1[:6].tolist() == [idx[3], idx[3], idx[5], 0, 0, 0]
+    assert w.types[0].tolist() == [2, 1, 2, 2, 1, 2, 0, 0]
+    assert w.next_task[0, :6].tolist() == [0, 1, 1, 0, 1, -1]
+    assert w.gaps[0, :6].tolist() == gap_buckets(np.array([0, 10, 20, 1000, 1010, 100_000]), 32).tolist()
+    assert w.gaps[0, :3].tolist() == [0, 3, 3]  # log2(11) -> 3
+
+
+def test_long_sequences_are_cut_from_the_end_and_targets_cross_windows(seq_dir):
+    vocab = read_vocabulary(seq_dir)
+    ids = list(vocab.item_ids[NUM_RESERVED:NUM_RESERVED + 7])
+    table = _table(ids, ["play"] * 7, list(range(7)))
+    w = build_windows(table, vocab, ("play",), max_len=3, mtp_depth=0)
+    idx = vocab.lookup(ids)
+    assert w.items.tolist() == [idx[4:7].tolist(), idx[1:4].tolist(), [idx[0], 0, 0]]
+    assert w.starts.tolist() == [4, 1, 0]
+    assert w.targets[1, 0, 2] == idx[4]  # last position of a window predicts the next window's first event
+
+
+def test_validation_predicts_only_window_events(seq_dir):
+    vocab = read_vocabulary(seq_dir)
+    ids = list(vocab.item_ids[NUM_RESERVED:NUM_RESERVED + 5]) + ["t9999"]
+    table = _table(ids, ["play"] * 6, list(range(6)), n_history=4)
+    w = build_windows(table, vocab, ("play",), max_len=10, mtp_depth=0, predictions_only=True)
+    assert np.flatnonzero(w.predict[0]).tolist() == [3, 4]  # predicting events 4 and 5
+    assert w.targets[0, 0, 4] == UNK_INDEX  # a title unknown to training is a (counted) miss
+
+
+def test_batches_are_a_pure_function_of_seed_and_step():
+    a = [batch_indices(s, 4, 10, seed=3) for s in range(5)]
+    assert all(np.array_equal(x, batch_indices(s, 4, 10, seed=3)) for s, x in enumerate(a))
+    # one epoch (10 windows) covers each window once
+    first_epoch = np.concatenate(a)[:10]
+    assert sorted(first_epoch.tolist()) == list(range(10))
+
+
+def test_task_names_are_sorted_event_types(seq_dir):
+    assert task_names(read_split(seq_dir, "train")) == ("like", "play")

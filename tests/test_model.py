@@ -1,0 +1,195 @@
+"""Model units: shapes, causality, sizes, heads, item tower masking, losses, samplers, retrieval."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from genrec.errors import ConfigError
+from genrec.events import NUM_RESERVED
+from genrec.model import (PRESETS, FullSoftmaxLoss, GenerativeRecommender, InBatchSampler, MixedSampler,
+                          ModelConfig, PopularitySampler, SampledSoftmaxLoss, UniformSampler, backbone_params,
+                          build_sampler, preset_config, preset_value, top_k)
+
+
+def tiny(**kw) -> GenerativeRecommender:
+    torch.manual_seed(0)
+    base = dict(n_layer=2, n_head=2, n_embd=16, max_len=12, num_items=30, num_tasks=2, mtp_depth=2, item_dim=8)
+    base.update(kw)
+    return GenerativeRecommender(ModelConfig(**base)).eval()
+
+
+def inputs(B=3, T=10, V=30, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    items = torch.randint(NUM_RESERVED, V, (B, T), generator=g)
+    types = torch.randint(1, 3, (B, T), generator=g)
+    gaps = torch.randint(0, 32, (B, T), generator=g)
+    return items, types, gaps
+
+
+def test_forward_and_query_shapes():
+    model = tiny()
+    items, types, gaps = inputs()
+    hidden = model(items, types, gaps)
+    assert hidden.shape == (3, 10, 16)
+    q = model.queries(hidden.reshape(-1, 16), torch.zeros(30, dtype=torch.long))
+    assert q.shape == (30, 8)
+    assert model.item_table().shape == (30, 8)
+
+
+def test_future_events_never_change_earlier_outputs():
+    model = tiny()
+    items, types, gaps = inputs()
+    before = model(items, types, gaps)
+    items2, types2, gaps2 = items.clone(), types.clone(), gaps.clone()
+    items2[:, 6:] = torch.randint(NUM_RESERVED, 30, (3, 4))
+    types2[:, 6:] = 1
+    gaps2[:, 6:] = 0
+    after = model(items2, types2, gaps2)
+    assert torch.allclose(before[:, :6], after[:, :6], atol=1e-6)
+    assert not torch.allclose(before[:, 6:], after[:, 6:], atol=1e-4)
+
+
+def test_padding_at_the_end_does_not_change_real_positions():
+    model = tiny()
+    items, types, gaps = inputs(B=1, T=6)
+    padded = [torch.cat([x, torch.zeros(1, 4, dtype=torch.long)], 1) for x in (items, types, gaps)]
+    assert torch.allclose(model(items, types, gaps), model(*padded)[:, :6], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_preset_backbone_count_within_ten_percent_of_its_name(name):
+    with torch.device("meta"):
+        model = GenerativeRecommender(preset_config(name, num_items=1000, num_tasks=3, mtp_depth=2))
+    count = model.get_num_params(non_embedding=True)
+    assert abs(count / preset_value(name) - 1) <= 0.10
+    assert count == backbone_params(model.config.n_layer, model.config.n_embd)
+    # item embeddings and heads are not part of the backbone count
+    assert model.get_num_params(non_embedding=False) > count
+
+
+def test_bad_configs_raise_config_errors():
+    with pytest.raises(ConfigError):
+        preset_config("3M")
+    with pytest.raises(ConfigError):
+        ModelConfig(n_embd=30, n_head=4)
+    with pytest.raises(ConfigError):
+        ModelConfig(mask_prob=1.5)
+
+
+def test_head_index_uses_last_head_beyond_mtp_depth():
+    model = tiny(mtp_depth=2)
+    assert model.head_index(1, 0) == 3
+    assert model.head_index(1, 2) == 5
+    assert model.head_index(1, 7) == 5
+    assert model.head_index(0, 1) == 1
+
+
+def test_masking_replaces_the_id_part_by_the_oov_vector_only():
+    model = tiny(semantic_dim=4, normalize=False)
+    with torch.no_grad():
+        model.tower.semantic.normal_()
+        model.tower.oov.normal_()
+    mask = torch.zeros(30, dtype=torch.bool)
+    mask[[5, 9]] = True
+    plain, masked = model.tower(None), model.tower(mask)
+    meta = model.tower.mlp(model.tower.semantic)
+    assert torch.allclose(masked[5], model.tower.oov + meta[5])
+    assert torch.allclose(masked[~mask][1:], plain[~mask][1:])  # row 0 is padding
+    assert torch.all(masked[0] == 0)
+    # a title the model never saw is scored from metadata + OOV
+    vec = torch.randn(2, 4)
+    rep = model.tower.represent(torch.tensor([-1, 7]), vec)
+    assert torch.allclose(rep[0], model.tower.oov + model.tower.mlp(vec[0]))
+    assert torch.allclose(rep[1], model.tower.id_embedding.weight[7] + model.tower.mlp(vec[1]))
+
+
+def test_full_softmax_is_cross_entropy_over_real_items():
+    torch.manual_seed(0)
+    q, table = torch.randn(5, 4), torch.randn(20, 4)
+    pos = torch.randint(NUM_RESERVED, 20, (5,))
+    expected = F.cross_entropy(q @ table[NUM_RESERVED:].T, pos - NUM_RESERVED, reduction="none")
+    assert torch.allclose(FullSoftmaxLoss()(q, pos, table), expected)
+
+
+class FixedSampler(UniformSampler):
+    def __init__(self, ids, log_q):
+        super().__init__(100, len(ids))
+        self.ids, self.lq = torch.tensor(ids), dict(log_q)
+
+    def sample(self, positives, generator=None):
+        return self.ids
+
+    def log_q(self, ids, n_positives):
+        return torch.tensor([self.lq[int(i)] for i in ids])
+
+
+def test_sampled_softmax_subtracts_log_q_and_masks_the_positive():
+    torch.manual_seed(0)
+    q, table = torch.randn(2, 4), torch.randn(10, 4)
+    pos = torch.tensor([4, 6])
+    lq = {4: math.log(0.5), 5: math.log(0.1), 6: math.log(2.0), 7: math.log(0.3)}
+    loss = SampledSoftmaxLoss(FixedSampler([5, 6, 7], lq))(q, pos, table)
+    for r in range(2):
+        cands = [int(pos[r])] + [i for i in (5, 6, 7) if i != int(pos[r])]
+        logits = torch.stack([q[r] @ table[i] - lq[i] for i in cands])
+        assert torch.allclose(loss[r], torch.logsumexp(logits, 0) - logits[0], atol=1e-6)
+    no_q = SampledSoftmaxLoss(FixedSampler([5, 6, 7], lq), logq=False)(q, pos, table)
+    assert not torch.allclose(loss, no_q)
+
+
+def test_log_q_correction_is_a_no_op_for_a_uniform_sampler():
+    torch.manual_seed(0)
+    q, table, pos = torch.randn(6, 4), torch.randn(50, 4), torch.randint(NUM_RESERVED, 50, (6,))
+    a = SampledSoftmaxLoss(UniformSampler(50, 16), logq=True)(q, pos, table, torch.Generator().manual_seed(1))
+    b = SampledSoftmaxLoss(UniformSampler(50, 16), logq=False)(q, pos, table, torch.Generator().manual_seed(1))
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_samplers_expected_counts():
+    counts = torch.tensor([0, 0, 0, 10, 30, 60])
+    pop = PopularitySampler(counts, num=5)
+    assert torch.allclose(pop.log_q(torch.tensor([5]), 1).exp(), torch.tensor([5 * 0.6]))
+    assert int(pop.sample(torch.tensor([3]), torch.Generator().manual_seed(0)).min()) >= NUM_RESERVED
+    inb = InBatchSampler(counts)
+    assert torch.equal(inb.sample(torch.tensor([5, 3, 5, 0])), torch.tensor([3, 5]))
+    assert torch.allclose(inb.log_q(torch.tensor([3]), 4).exp(), torch.tensor([1 - 0.9**4], dtype=torch.float32))
+    mix = build_sampler("in-batch+uniform", 6, 3, counts)
+    assert isinstance(mix, MixedSampler) and mix.describe() == "in-batch+uniform(3)"
+    expected = inb.log_q(torch.tensor([4]), 4).exp() + 3 / 3
+    assert torch.allclose(mix.log_q(torch.tensor([4]), 4).exp(), expected)
+    with pytest.raises(ConfigError):
+        build_sampler("hard", 6, 3, counts)
+
+
+def test_top_k_blocks_and_seen_filter_match_a_plain_sort():
+    torch.manual_seed(0)
+    q, items = torch.randn(4, 8), torch.randn(103, 8)
+    seen = torch.rand(4, 103) < 0.3
+    scores, idx = top_k(q, items, 7, seen=seen, block=10)
+    full = (q @ items.T).masked_fill(seen, float("-inf"))
+    ref_s, ref_i = full.topk(7, dim=1)
+    assert torch.equal(idx, ref_i) and torch.allclose(scores, ref_s)
+    assert not seen.gather(1, idx).any()
+
+
+def test_tiny_model_overfits_a_tiny_sequence_set():
+    model = tiny(mtp_depth=0, num_tasks=1, dropout=0.0).train()
+    items = torch.tensor([[3, 4, 5, 6, 7, 8, 9, 10], [20, 19, 18, 17, 16, 15, 14, 13]])
+    types, gaps = torch.ones_like(items), torch.zeros_like(items)
+    targets = items[:, 1:]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        hidden = model(items, types, gaps)[:, :-1].reshape(-1, 16)
+        loss = FullSoftmaxLoss()(model.queries(hidden, torch.zeros(len(hidden), dtype=torch.long)),
+                                 targets.reshape(-1), model.item_table()).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    hidden = model(items, types, gaps)[:, :-1].reshape(-1, 16)
+    logits = model.queries(hidden, torch.zeros(len(hidden), dtype=torch.long)) @ model.item_table()[NUM_RESERVED:].T
+    assert loss.item() < 0.1
+    assert torch.equal(logits.argmax(1) + NUM_RESERVED, targets.reshape(-1))
