@@ -469,3 +469,117 @@ def test_every_image_in_the_ir_comes_from_pipeline_images(tmp_path):
     assert set(used.values()) == {images.cpu, images.trainer}
     assert {n for n, image in used.items() if image == images.trainer} == \
         {n for n in used if n.removeprefix("exec-").split("-")[0] == "train"}
+
+
+# ------------------------------------------------------------------ PyTorchJob for the training step
+
+
+def test_pytorchjob_manifest_has_the_shape_of_the_checked_in_template():
+    import yaml
+
+    with open(os.path.join(os.path.dirname(__file__), "..", "manifests", "training", "pytorchjob.yaml")) as f:
+        template = yaml.safe_load(f)
+    made = deploy.pytorchjob_manifest(deploy.PyTorchJobSpec("genrec-train", "registry.test/trainer:1", nodes=4),
+                                      ["--data=/data/sequences", "--out=/data/models/candidate", "--config={}"])
+    assert (made["apiVersion"], made["kind"]) == (template["apiVersion"], template["kind"])
+    assert set(made["spec"]) == set(template["spec"])
+    assert made["spec"]["elasticPolicy"] == template["spec"]["elasticPolicy"]
+    assert made["spec"]["nprocPerNode"] == template["spec"]["nprocPerNode"]
+    for role in ("Master", "Worker"):
+        ours, theirs = made["spec"]["pytorchReplicaSpecs"][role], template["spec"]["pytorchReplicaSpecs"][role]
+        assert ours["replicas"] == theirs["replicas"]
+        (a,), (b,) = ours["template"]["spec"]["containers"], theirs["template"]["spec"]["containers"]
+        assert (a["name"], a["command"], a["ports"]) == (b["name"], b["command"], b["ports"])
+        assert a["args"][:2] == b["args"][:2] == ["-m", "genrec.training"]
+        assert a["resources"]["limits"]["nvidia.com/gpu"] == b["resources"]["limits"]["nvidia.com/gpu"]
+
+
+def test_a_single_node_job_has_no_workers_and_bad_names_are_refused():
+    made = deploy.pytorchjob_manifest(deploy.PyTorchJobSpec("solo", "img:1", nodes=1, gpus_per_node=0), [])
+    assert set(made["spec"]["pytorchReplicaSpecs"]) == {"Master"}
+    container = made["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]
+    assert "nvidia.com/gpu" not in container["resources"]["limits"]
+    with pytest.raises(ConfigError, match="Kubernetes name"):
+        deploy.PyTorchJobSpec("Genrec_Train", "img:1")
+
+
+class FakeKubeState:
+    """Enough of the Kubernetes API for kubeflow.org/v1 pytorchjobs: create, get (status moves through
+    the given conditions, one per read), delete."""
+
+    BASE = "/apis/kubeflow.org/v1/namespaces/genrec/pytorchjobs"
+
+    def __init__(self, states, exists=False):
+        self.states, self.exists, self.job = list(states), exists, None
+
+    def respond(self, req: Request) -> tuple:
+        if req.method == "POST" and req.path == self.BASE:
+            if self.exists:
+                return 409, {"kind": "Status", "status": "Failure", "reason": "AlreadyExists", "code": 409}
+            self.job = req.body
+            return 201, req.body
+        if req.method == "GET" and req.path == f"{self.BASE}/genrec-train":
+            state, message = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+            conditions = [{"type": "Created", "status": "True"}] + \
+                ([{"type": state, "status": "True", "message": message}] if state else [])
+            return 200, dict(self.job, status={"conditions": conditions})
+        if req.method == "DELETE" and req.path == f"{self.BASE}/genrec-train":
+            return 200, {"kind": "Status", "status": "Success"}
+        return 404, {"kind": "Status", "code": 404}
+
+
+def _kube(states, exists=False):
+    from kubernetes import client
+
+    server = RecordingServer(FakeKubeState(states, exists).respond)
+    config = client.Configuration()
+    config.host = server.url
+    return server, client.ApiClient(config)
+
+
+def _manifest():
+    return deploy.pytorchjob_manifest(deploy.PyTorchJobSpec("genrec-train", "img:1", nodes=2), ["--out=/data/m"])
+
+
+def test_run_pytorchjob_creates_then_waits_for_success():
+    server, api = _kube([("Running", ""), ("Running", ""), ("Succeeded", "done")])
+    try:
+        assert deploy.run_pytorchjob(_manifest(), api_client=api, sleep=lambda s: None) == "Succeeded"
+    finally:
+        server.close()
+    assert server.calls() == [f"POST {FakeKubeState.BASE}"] + [f"GET {FakeKubeState.BASE}/genrec-train"] * 3
+    assert server.requests[0].body["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 1
+
+
+def test_a_failed_job_raises_the_operators_message():
+    from genrec.errors import TrainingError
+
+    server, api = _kube([("Running", ""), ("Failed", "worker 1 OOMKilled")])
+    try:
+        with pytest.raises(TrainingError, match="genrec/genrec-train failed: worker 1 OOMKilled"):
+            deploy.run_pytorchjob(_manifest(), api_client=api, sleep=lambda s: None)
+    finally:
+        server.close()
+
+
+def test_a_job_past_its_deadline_is_deleted():
+    from genrec.errors import TrainingError
+
+    server, api = _kube([("Running", "")])
+    ticks = iter(range(0, 10_000, 100))
+    try:
+        with pytest.raises(TrainingError, match="still Running after 250 s; deleted it"):
+            deploy.run_pytorchjob(_manifest(), timeout_s=250, api_client=api, sleep=lambda s: None,
+                                  clock=lambda: float(next(ticks)))
+    finally:
+        server.close()
+    assert server.calls()[-1] == f"DELETE {FakeKubeState.BASE}/genrec-train"
+
+
+def test_an_existing_job_of_the_same_name_is_a_deploy_error():
+    server, api = _kube([("Running", "")], exists=True)
+    try:
+        with pytest.raises(deploy.DeployError, match="already exists"):
+            deploy.run_pytorchjob(_manifest(), api_client=api, sleep=lambda s: None)
+    finally:
+        server.close()
