@@ -13,9 +13,12 @@ schedule running rather than none).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import sys
+import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
@@ -191,9 +194,23 @@ def pipeline_parameters(package_path: str) -> Tuple[PipelineParameter, ...]:
     )
 
 
+def _coerce(value: Any, declared: PipelineParameter, package_path: str) -> Any:
+    """A value of the declared type: CLI values arrive JSON-parsed (`--param primary_task=123` is an
+    int), so a STRING parameter takes them back as text and a double takes an int."""
+    kind = declared.type
+    if kind == "STRING":
+        return value if isinstance(value, str) else json.dumps(value)
+    if kind == "NUMBER_DOUBLE" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    expected = {"NUMBER_INTEGER": int, "BOOLEAN": bool, "LIST": list, "STRUCT": dict}.get(kind)
+    if expected is None or (isinstance(value, expected) and not (expected is int and isinstance(value, bool))):
+        return value
+    raise ConfigError(f"{package_path}: pipeline parameter {declared.name} expects {kind}, got {value!r}")
+
+
 def check_params(package_path: str, params: Mapping[str, Any]) -> dict:
-    """`params` as a plain dict, after checking every name is declared and every required one given:
-    a typo must fail here, not three hours into a run."""
+    """`params` as a plain dict of the declared types, after checking every name is declared and every
+    required one given: a typo must fail here, not three hours into a run."""
     declared = {p.name: p for p in pipeline_parameters(package_path)}
     unknown = sorted(set(params) - set(declared))
     if unknown:
@@ -202,7 +219,7 @@ def check_params(package_path: str, params: Mapping[str, Any]) -> dict:
     missing = sorted(n for n, p in declared.items() if not p.optional and n not in params)
     if missing:
         raise ConfigError(f"{package_path}: required pipeline parameter(s) {', '.join(missing)} not given")
-    return dict(params)
+    return {name: _coerce(value, declared[name], package_path) for name, value in params.items()}
 
 
 # ---------------------------------------------------------------------------------------- Kubeflow
@@ -235,7 +252,9 @@ def kubeflow_client(host: Optional[str], namespace: Optional[str] = None):
     if os.environ.get(COOKIES_ENV):
         kwargs["cookies"] = os.environ[COOKIES_ENV]
     try:
-        return kfp.Client(**kwargs)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+            warnings.simplefilter("ignore", FutureWarning)  # "only works with KFP v2.0.0-beta.2 and later"
+            return kfp.Client(**kwargs)
     except Exception as exc:  # kfp raises TimeoutError/ApiException/urllib3 errors from its health check
         raise DeployError(f"cannot reach Kubeflow Pipelines at {host}: {_first_line(exc)}") from exc
 
@@ -251,7 +270,8 @@ def _kfp_call(host: str, what: str, call, *args, **kwargs):
     from kfp_server_api import ApiException
 
     try:
-        return call(*args, **kwargs)
+        with contextlib.redirect_stdout(sys.stderr):  # kfp prints links; keep the CLI's stdout for results
+            return call(*args, **kwargs)
     except ApiException as exc:
         detail = f"HTTP {exc.status} {exc.reason}" if exc.status else _first_line(exc)
         body = (exc.body or "").strip() if isinstance(exc.body, str) else ""

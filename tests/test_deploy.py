@@ -233,6 +233,14 @@ def test_unknown_or_missing_parameters_fail_before_any_request(package):
     assert deploy.check_params(package, {"text": "a"}) == {"text": "a"}
 
 
+def test_parameters_take_their_declared_types(package):
+    assert deploy.check_params(package, {"text": 123, "times": 4}) == {"text": "123", "times": 4}
+    with pytest.raises(ConfigError, match="times expects NUMBER_INTEGER, got 'four'"):
+        deploy.check_params(package, {"text": "a", "times": "four"})
+    with pytest.raises(ConfigError, match="NUMBER_INTEGER"):
+        deploy.check_params(package, {"text": "a", "times": True})
+
+
 def test_a_missing_or_foreign_package_names_the_file(tmp_path):
     with pytest.raises(InputError, match="no-such.yaml"):
         deploy.read_package(str(tmp_path / "no-such.yaml"))
@@ -252,7 +260,7 @@ def test_parse_params_reads_json_values_and_keeps_strings():
 # ------------------------------------------------------------------ Kubeflow
 
 
-def test_submit_kubeflow_creates_the_run_in_an_existing_experiment(kfp_api, package):
+def test_submit_kubeflow_creates_the_run_in_an_existing_experiment(kfp_api, package, capsys):
     run = deploy.submit_kubeflow(package, kfp_api.url, "genrec", "nightly-1", {"text": "hi", "times": 3},
                                  enable_caching=False, pipeline_root="gs://bucket/root")
     assert run == deploy.SubmittedRun("kubeflow", "run-1", "nightly-1", f"{kfp_api.url}/#/runs/details/run-1")
@@ -263,6 +271,7 @@ def test_submit_kubeflow_creates_the_run_in_an_existing_experiment(kfp_api, pack
     assert body["runtime_config"] == {"parameters": {"text": "hi", "times": 3}, "pipeline_root": "gs://bucket/root"}
     assert body["pipeline_spec"]["pipelineInfo"]["name"] == "tiny-deploy"
     assert _task_caching(body["pipeline_spec"]) == [False]
+    assert capsys.readouterr().out == ""  # kfp's printed links go to stderr: stdout stays the CLI's
 
 
 def test_submit_kubeflow_creates_a_missing_experiment_in_the_namespace(kfp_api, package):
