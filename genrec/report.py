@@ -30,7 +30,8 @@ PROMOTE_DECISION, HOLD_DECISION = "promote", "hold"
 PROMOTE_TASK_PREFIX = "promote"
 _RUN_NAME = re.compile(r"^(?P<pipeline>.+)-(?P<stamp>\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}-\d{6})$")
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-MAX_TEXT_BYTES = 200_000  # larger text artifacts are listed, not inlined
+MAX_TEXT_BYTES = 200_000  # larger JSON/text artifacts are listed, not inlined
+MAX_REPORT_BYTES = 20_000_000  # HTML/Markdown reports often carry base64 plots: inline far bigger ones
 MAX_IMAGE_BYTES = 5_000_000
 MAX_FOLDER_LISTING = 40
 MAX_IMAGES_PER_FOLDER = 6
@@ -77,6 +78,46 @@ class Decision:
 
 
 # ------------------------------------------------------------------------------------ reading a run
+
+_IR_KINDS = {"system.Metrics": "metrics", "system.HTML": "html", "system.Markdown": "markdown"}
+
+
+@dataclass(frozen=True)
+class PipelineShape:
+    """What the compiled pipeline (the YAML IR) says about its steps: every container task's name and
+    the declared type of its outputs where the page can use it (Metrics, HTML, Markdown)."""
+
+    steps: tuple  # container task names, in IR order
+    output_kinds: dict  # (task name, output name) -> metrics | html | markdown
+
+
+def read_pipeline_shape(package_path: str) -> PipelineShape:
+    """Walk the IR's DAGs (loops and conditions are sub-DAGs) down to container tasks."""
+    import yaml  # comes with kfp and Beam; only needed when a package is given
+
+    try:
+        with open(package_path) as f:
+            spec = next(d for d in yaml.safe_load_all(f) if d)
+        components, root = spec["components"], spec["root"]
+    except (OSError, StopIteration, KeyError, TypeError, yaml.YAMLError) as exc:
+        raise InputError(f"{package_path}: not a compiled KFP pipeline ({type(exc).__name__})") from exc
+    steps, kinds = [], {}
+
+    def walk(dag: dict) -> None:
+        for task_name, task in (dag.get("tasks") or {}).items():
+            component = components.get(task.get("componentRef", {}).get("name", ""), {})
+            if "dag" in component:
+                walk(component["dag"])
+                continue
+            steps.append(task_name)
+            for output, definition in (component.get("outputDefinitions", {}).get("artifacts") or {}).items():
+                kind = _IR_KINDS.get(definition.get("artifactType", {}).get("schemaTitle", ""))
+                if kind:
+                    kinds[(task_name, output)] = kind
+
+    walk(root.get("dag") or {})
+    return PipelineShape(tuple(steps), kinds)
+
 
 
 def latest_run_dir(pipeline_root: str) -> str:
@@ -140,8 +181,8 @@ def _task_folders(run_dir: str) -> list:
     return found
 
 
-def read_task(run_dir: str, folder: str) -> TaskView:
-    """One task folder as a TaskView (artifact kinds sniffed from content)."""
+def read_task(run_dir: str, folder: str, shape: Optional[PipelineShape] = None) -> TaskView:
+    """One task folder as a TaskView (artifact kinds from the IR when given, else sniffed from content)."""
     name = os.path.relpath(folder, run_dir).replace(os.sep, "/")
     out_path = os.path.join(folder, EXECUTOR_OUTPUT)
     if not os.path.exists(out_path):
@@ -158,15 +199,18 @@ def read_task(run_dir: str, folder: str) -> TaskView:
             if not os.path.exists(path):  # the run folder was moved: fall back to its own layout
                 path = os.path.join(folder, output_name)
             metadata = item.get("metadata") or {}
-            artifacts.append(ArtifactView(output_name, path, _sniff(path, output_name, metadata), metadata))
+            kind = shape.output_kinds.get((_base_name(name), output_name)) if shape else None
+            if kind is None or (kind != "metrics" and not os.path.isfile(path)):
+                kind = _sniff(path, output_name, metadata)
+            artifacts.append(ArtifactView(output_name, path, kind, metadata))
     return TaskView(name, folder, os.path.getmtime(out_path), output.get("parameterValues") or {}, tuple(artifacts))
 
 
-def read_run(run_dir: str) -> list:
+def read_run(run_dir: str, shape: Optional[PipelineShape] = None) -> list:
     """Every task of the run, in the order they finished (unfinished ones last)."""
     if not os.path.isdir(run_dir):
         raise InputError(f"{run_dir}: no such run folder")
-    tasks = [read_task(run_dir, f) for f in _task_folders(run_dir)]
+    tasks = [read_task(run_dir, f, shape) for f in _task_folders(run_dir)]
     if not tasks:
         raise InputError(f"{run_dir}: no task outputs found (is this a kfp.local run folder?)")
     return sorted(tasks, key=lambda t: (t.finished is None, t.finished or 0.0, t.name))
@@ -226,7 +270,7 @@ header p{margin:4px 0 0;color:#b9c0cf;font-size:13px}main{padding:20px 28px;max-
 .UNKNOWN,.PROMOTE-not-run{background:#fde2e1;border:1px solid #c0392b;color:#7b1d14}
 table{border-collapse:collapse;background:#fff;margin:8px 0 14px;font-size:13px}
 th,td{border:1px solid #dde1e8;padding:5px 9px;text-align:left;vertical-align:top}th{background:#eef1f5}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.num{text-align:right;font-variant-numeric:tabular-nums}tr.skipped td{color:#8a90a0;font-style:italic}
 section.step{background:#fff;border:1px solid #dde1e8;border-radius:8px;margin:14px 0;padding:4px 16px 12px}
 section.step h2{font-size:17px;margin:12px 0 6px}.muted{color:#6b7385;font-size:12px}
 .artifact{margin:12px 0}.artifact h3{font-size:14px;margin:6px 0}
@@ -258,8 +302,8 @@ def _table(rows: dict, title: str = "") -> str:
     return f"<table>{caption}{body}</table>"
 
 
-def _read_text(path: str) -> Optional[str]:
-    if os.path.getsize(path) > MAX_TEXT_BYTES:
+def _read_text(path: str, limit: int) -> Optional[str]:
+    if os.path.getsize(path) > limit:
         return None
     with open(path, encoding="utf-8", errors="replace") as f:
         return f.read()
@@ -289,7 +333,8 @@ def _iframe(text: str, title: str) -> str:
 def _render_file(path: str, kind: str, label: str) -> str:
     if kind == "image":
         return _image(path, label)
-    text = _read_text(path) if kind in ("html", "markdown", "json", "text") else None
+    limit = MAX_REPORT_BYTES if kind in ("html", "markdown") else MAX_TEXT_BYTES
+    text = _read_text(path, limit) if kind in ("html", "markdown", "json", "text") else None
     if text is None:
         return f'<p class="muted">{os.path.getsize(path):,} bytes at {_e(path)}</p>'
     if kind == "html":
@@ -358,13 +403,23 @@ def _render_task(task: TaskView) -> str:
     return "".join(parts)
 
 
-def _summary(tasks: list) -> str:
+def not_run(tasks: list, shape: Optional[PipelineShape]) -> list:
+    """Steps of the compiled pipeline with no folder in the run (skipped by a condition, or never
+    reached after a failure)."""
+    if shape is None:
+        return []
+    ran = {_base_name(t.name) for t in tasks}
+    return [step for step in shape.steps if step not in ran]
+
+
+def _summary(tasks: list, skipped: list) -> str:
     rows = []
     for t in tasks:
         headline = ", ".join(f"{k}={_fmt(v)}" for k, v in list(sorted(t.metrics.items()))[:4])
         status = "ok" if t.finished else "no outputs"
         rows.append(f'<tr><td><a href="#{_anchor(t.name)}">{_e(t.name)}</a></td><td>{status}</td>'
                     f"<td>{len(t.artifacts)}</td><td>{_e(headline)}</td></tr>")
+    rows += [f'<tr class="skipped"><td>{_e(step)}</td><td>not run</td><td>0</td><td></td></tr>' for step in skipped]
     return ("<table><tr><th>step</th><th>status</th><th>artifacts</th><th>metrics (first 4)</th></tr>"
             + "".join(rows) + "</table>")
 
@@ -384,7 +439,7 @@ def _banner(decision: Decision) -> str:
             f"<small>{_e(detail)}</small>{f'<ul>{reasons}</ul>' if reasons else ''}</div>")
 
 
-def render_report(run_dir: str, tasks: list) -> str:
+def render_report(run_dir: str, tasks: list, shape: Optional[PipelineShape] = None) -> str:
     """The page as a string (see build_report)."""
     base = os.path.basename(os.path.normpath(run_dir))
     match = _RUN_NAME.match(base)
@@ -393,21 +448,23 @@ def render_report(run_dir: str, tasks: list) -> str:
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f"<title>{_e(pipeline)} run {_e(started)}</title><style>{_CSS}</style></head><body>"
             f"<header><h1>{_e(pipeline)}</h1><p>local run {_e(started)} &middot; {len(tasks)} steps &middot; "
-            f"{_e(os.path.abspath(run_dir))}</p></header><main>{_banner(decision)}<h2>Steps</h2>{_summary(tasks)}"
+            f"{_e(os.path.abspath(run_dir))}</p></header><main>{_banner(decision)}<h2>Steps</h2>{_summary(tasks, not_run(tasks, shape))}"
             + "".join(_render_task(t) for t in tasks) + "</main></body></html>")
 
 
-def build_report(run_dir: str, out_path: str) -> str:
+def build_report(run_dir: str, out_path: str, package_path: Optional[str] = None) -> str:
     """Write one self-contained HTML page for the kfp.local run in `run_dir` (a
     `<pipeline>-<timestamp>` folder; a pipeline root picks its newest run) to `out_path`; returns
-    `out_path`."""
+    `out_path`. With the compiled pipeline (`package_path`), steps that did not run are listed and
+    artifact types come from the IR instead of content sniffing."""
     if os.path.isdir(run_dir) and not _RUN_NAME.match(os.path.basename(os.path.normpath(run_dir))) \
             and not os.path.exists(os.path.join(run_dir, EXECUTOR_OUTPUT)):
         try:
             run_dir = latest_run_dir(run_dir)
         except InputError:
             pass  # not a pipeline root either: read it as a run folder and report that
-    page = render_report(run_dir, read_run(run_dir))
+    shape = read_pipeline_shape(package_path) if package_path else None
+    page = render_report(run_dir, read_run(run_dir, shape), shape)
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     tmp = out_path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:

@@ -197,3 +197,23 @@ def test_chromium_screenshot_is_not_blank(promoted_page, tmp_path):
     pixels = imread(str(shot))
     assert pixels.shape[0] == 1600 and pixels.shape[1] == 1200
     assert pixels[..., :3].std() > 0.05  # a rendered page, not a blank canvas
+
+
+def test_with_the_compiled_pipeline_skipped_steps_are_listed(runs, tmp_path):
+    from kfp import compiler
+
+    from genrec.report import read_pipeline_shape
+
+    package = str(tmp_path / "report_demo.yaml")
+    compiler.Compiler().compile(report_demo, package_path=package)
+    shape = read_pipeline_shape(package)
+    assert sorted(shape.steps) == ["promote", "shadow", "train-point"]
+    assert shape.output_kinds[("shadow", "metrics")] == "metrics"
+    assert shape.output_kinds[("shadow", "report")] == "html" and shape.output_kinds[("promote", "model_card")] == "markdown"
+    hold = open(build_report(runs[1], str(tmp_path / "hold.html"), package_path=package)).read()
+    assert '<tr class="skipped"><td>promote</td><td>not run</td>' in hold
+    promoted = open(build_report(runs[0], str(tmp_path / "promoted.html"), package_path=package)).read()
+    assert 'class="skipped"' not in promoted.split("</style>", 1)[1]
+    with pytest.raises(InputError, match="values.yaml: not a compiled KFP pipeline"):
+        (tmp_path / "values.yaml").write_text("a: 1\n")
+        build_report(runs[0], str(tmp_path / "x.html"), package_path=str(tmp_path / "values.yaml"))
