@@ -1,0 +1,286 @@
+"""Shadow replay, metrics per slice, bootstrap and the promote/hold rule, on tiny hand-made windows."""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from genrec.baselines import PopularityRecommender
+from genrec.errors import ConfigError
+from genrec.events import SEQUENCE_SCHEMA, VOCAB_SCHEMA
+from genrec.metrics import paired_bootstrap
+from genrec.recommender import History, Recommender
+from genrec.shadow import (ShadowConfig, Window, build_requests, decide, paired_user_bootstrap,
+                           shadow_evaluate, shadow_evaluate_recommenders)
+
+DAY = 86400
+
+
+def write_sequences(root, shadow_rows, train_rows=(), cold=(), extra_items=()) -> str:
+    """A sequences folder: rows are (user, [(item, type, ts)...], n_history)."""
+    def table(rows):
+        return pa.Table.from_pylist([
+            {"user_id": u, "items": [e[0] for e in ev], "event_types": [e[1] for e in ev],
+             "timestamps": [int(e[2]) for e in ev], "n_history": n} for u, ev, n in rows], schema=SEQUENCE_SCHEMA)
+    root = str(root)
+    for split, rows in (("train", train_rows), ("shadow", shadow_rows)):
+        os.makedirs(os.path.join(root, split), exist_ok=True)
+        pq.write_table(table(rows), os.path.join(root, split, "part-00000.parquet"))
+    items = sorted({e[0] for _, ev, _ in list(shadow_rows) + list(train_rows) for e in ev} | set(extra_items))
+    pq.write_table(pa.Table.from_pylist(
+        [{"item_id": i, "index": 3 + k, "count": 1, "first_seen": 0, "cold_start": i in cold}
+         for k, i in enumerate(items)], schema=VOCAB_SCHEMA), os.path.join(root, "vocabulary.parquet"))
+    return root
+
+
+class StaticRecommender(Recommender):
+    """Same scores for every history: a fixed value per title (per task)."""
+
+    def __init__(self, values: dict[str, float], description="static"):
+        self.values, self.description = values, description
+
+    def set_catalog(self, item_ids, vectors=None):
+        self.vector = np.array([self.values.get(i, 0.0) for i in item_ids], np.float32)
+
+    def score(self, histories, task, delay=0):
+        return np.tile(self.vector, (len(histories), 1))
+
+
+class ChainRecommender(Recommender):
+    """Knows the planted structure (item k is followed by item k+1): the oracle-ish candidate.
+    `sign=-1` ranks the true next title last instead (a model that must never be promoted)."""
+
+    def __init__(self, n_items: int, sign: float = 1.0, tasks=()):
+        self.n, self.sign, self.tasks = n_items, sign, tuple(tasks)
+        self.description = "chain oracle" if sign > 0 else "anti-oracle"
+        self.delays_seen: set[int] = set()
+
+    def set_catalog(self, item_ids, vectors=None):
+        self.pos = {item: i for i, item in enumerate(item_ids)}
+        self.c = len(item_ids)
+
+    def score(self, histories, task, delay=0):
+        self.delays_seen.add(delay)
+        out = np.zeros((len(histories), self.c), np.float32)
+        for b, h in enumerate(histories):
+            nxt = (int(h.items[-1][1:]) + 1 + delay) % self.n
+            out[b, self.pos[f"i{nxt}"]] = self.sign
+        return out
+
+
+def chain_data(root, users=60, n_items=30, length=12, history=4, noise=0.2, seed=0) -> str:
+    rng = np.random.default_rng(seed)
+    shadow, train = [], []
+    for u in range(users):
+        k = int(rng.integers(n_items))
+        events = []
+        for t in range(length):
+            events.append((f"i{k}", "play", 1000 * DAY + t * 60))
+            k = (k + 1) % n_items if rng.random() > noise else int(rng.integers(n_items))
+        shadow.append((f"u{u}", events, history))
+        train.append((f"u{u}", [(f"i{int(rng.integers(n_items))}", "play", 900 * DAY + t) for t in range(5)], 0))
+    return write_sequences(root, shadow, train, extra_items=[f"i{k}" for k in range(n_items)])
+
+
+# --- replay ---------------------------------------------------------------------------------------------
+HAND = [("u1", [("a", "play", 10), ("b", "play", 20), ("c", "add", 30), ("d", "play", 40)], 1)]
+
+
+def _hand_window(tmp_path):
+    root = write_sequences(tmp_path, HAND, cold=("d",))
+    from genrec.data import read_split
+    return root, Window.from_table(read_split(root, "shadow"))
+
+
+def test_requests_follow_next_event_of_each_task_and_delay(tmp_path):
+    _, window = _hand_window(tmp_path)
+    catalog = {"a": 0, "b": 1, "c": 2, "d": 3}
+    cold = np.array([False, False, False, True])
+    req = build_requests(window, catalog, cold, ["play", "add"], [0, 1, 2], min_history=1)
+    as_pairs = {key: list(zip(r.prefix.tolist(), r.target.tolist())) for key, r in req.items()}
+    assert as_pairs[("play", 0)] == [(1, 1), (2, 3), (3, 3)]
+    assert as_pairs[("add", 0)] == [(1, 2), (2, 2)]
+    assert as_pairs[("play", 1)] == [(1, 3), (2, 3)]  # requests 2 and 3 served from requests 1 and 2
+    assert as_pairs[("add", 1)] == [(1, 2)]  # request 1 would use request 0 (empty history): skipped
+    assert as_pairs[("play", 2)] == [(1, 3)]
+    assert as_pairs[("add", 2)] == []
+    assert req[("play", 0)].cold.tolist() == [False, True, True]
+    assert req[("play", 1)].activity.tolist() == [2, 3]
+    hist = window.history(0, 2, max_history=512)
+    assert list(hist.items) == ["a", "b"] and hist.request_time == 30
+    assert list(window.history(0, 3, max_history=1).items) == ["c"]
+
+
+def test_hand_computed_metrics_and_slices(tmp_path):
+    root, _ = _hand_window(tmp_path)
+    cand = StaticRecommender({"a": 0.1, "b": 0.4, "c": 0.3, "d": 0.2})  # ranks b1 c2 d3 a4
+    base = StaticRecommender({})  # all ties: pessimistic rank 4 for every target
+    config = ShadowConfig(delays=(0,), n_resamples=50)
+    result = shadow_evaluate_recommenders(root, cand, base, config=config)
+    rows = {(r["task"], r["slice"], r["metric"]): r for r in result["rows"]}
+    play = rows[("play", "all", "mrr")]
+    assert play["candidate"] == pytest.approx((1 + 1 / 3 + 1 / 3) / 3)
+    assert play["baseline"] == pytest.approx(0.25)
+    assert play["n_requests"] == 3 and play["n_users"] == 1
+    assert rows[("play", "all", "ndcg@10")]["candidate"] == pytest.approx((1 + 0.5 + 0.5) / 3)
+    assert rows[("play", "all", "recall@10")]["candidate"] == 1.0
+    assert rows[("play", "cold_start", "mrr")]["candidate"] == pytest.approx(1 / 3)
+    assert rows[("play", "cold_start", "mrr")]["n_requests"] == 2
+    assert rows[("add", "all", "mrr")]["candidate"] == pytest.approx(0.5)  # c ranks 2, twice
+    assert ("add", "cold_start", "mrr") not in rows  # no cold-start target for add
+    assert rows[("play", "history_1-9", "mrr")]["n_requests"] == 3
+    assert result["tasks"] == ["add", "play"] and result["primary"]["task"] == "play"  # play: most events
+    assert result["n_requests"] == 5 and result["catalog_size"] == 4
+
+
+def test_delay_is_passed_to_the_recommender(tmp_path):
+    root = chain_data(tmp_path, users=10)
+    cand = ChainRecommender(30)
+    result = shadow_evaluate_recommenders(root, cand, StaticRecommender({}),
+                                          config=ShadowConfig(n_resamples=50))
+    assert cand.delays_seen == {0, 1, 2}
+    mrr = {r["delay"]: r["candidate"] for r in result["rows"] if r["slice"] == "all" and r["metric"] == "mrr"}
+    assert mrr[0] > 0.5 and mrr[1] > 0.5 and mrr[2] > 0.4  # the aligned head is used at every delay
+
+
+# --- bootstrap ------------------------------------------------------------------------------------------
+def test_chunked_bootstrap_matches_metrics_paired_bootstrap():
+    rng = np.random.default_rng(3)
+    users = rng.integers(0, 40, size=300)
+    cand, base = rng.random(300), rng.random(300)
+    ref = paired_bootstrap(cand, base, users, n_resamples=200, confidence=0.9, seed=5)
+    ours = paired_user_bootstrap(cand[:, None], base[:, None], users, 200, 0.9, 5)
+    assert ours["diff"][0] == pytest.approx(ref.diff)
+    assert ours["lower"][0] == pytest.approx(ref.lower) and ours["upper"][0] == pytest.approx(ref.upper)
+    chunked = paired_user_bootstrap(cand[:, None], base[:, None], users, 200, 0.9, 5, budget=100)
+    assert chunked["lower"][0] == pytest.approx(ref.lower, abs=0.03)  # other draws, same distribution
+
+
+def test_bootstrap_interval_covers_the_true_difference():
+    """Per-user true gain 0.05; the 90% interval should cover it in most of 40 seeded worlds."""
+    covered = 0
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        users = np.repeat(np.arange(200), 3)
+        base = rng.random(600)
+        cand = base + 0.05 + rng.normal(0, 0.2, size=600)
+        ci = paired_user_bootstrap(cand[:, None], base[:, None], users, 300, 0.9, seed)
+        covered += ci["lower"][0] <= 0.05 <= ci["upper"][0]
+    assert covered >= 32
+
+
+# --- decision -------------------------------------------------------------------------------------------
+def test_oracle_is_promoted_over_popularity(tmp_path):
+    root = chain_data(tmp_path)
+    out = tmp_path / "out"
+    pop = PopularityRecommender.from_sequences(root)
+    result = shadow_evaluate_recommenders(root, ChainRecommender(30), pop, out_dir=str(out),
+                                          config=ShadowConfig(n_resamples=200),
+                                          baseline_info={"baseline_kind": "popularity"})
+    assert result["decision"] == "promote", result["reasons"]
+    assert result["primary"]["lower"] > 0 and result["primary"]["candidate_mrr"] > result["primary"]["baseline_mrr"]
+    assert any("popularity" in r for r in result["reasons"])
+    saved = json.loads((out / "shadow.json").read_text())
+    assert saved["decision"] == "promote" and len(saved["rows"]) == len(result["rows"])
+    assert "Decision: promote" in (out / "shadow.md").read_text()
+    assert "<table>" in (out / "shadow.html").read_text()
+
+
+def test_worse_candidate_is_held_with_reasons(tmp_path):
+    root = chain_data(tmp_path)
+    result = shadow_evaluate_recommenders(root, ChainRecommender(30, sign=-1), ChainRecommender(30),
+                                          config=ShadowConfig(n_resamples=100))
+    assert result["decision"] == "hold"
+    assert any("not above min_gain" in r for r in result["reasons"])
+    assert any("more than the 2.0% tolerance" in r for r in result["reasons"])
+
+
+def _row(task, delay, cand, base, lower, upper):
+    return {"task": task, "delay": delay, "slice": "all", "metric": "mrr", "candidate": cand, "baseline": base,
+            "diff": cand - base, "lower": lower, "upper": upper}
+
+
+def test_decision_rule_on_hand_rows():
+    config = ShadowConfig(delays=(0, 1), tolerance=0.05, min_gain=0.0)
+    good = [_row("play", 0, 0.30, 0.20, 0.05, 0.15), _row("play", 1, 0.28, 0.20, 0.04, 0.1),
+            _row("add", 0, 0.195, 0.20, -0.01, 0.0), _row("add", 1, 0.20, 0.20, -0.01, 0.01)]
+    assert decide(good, ["play", "add"], "play", config)[0] == "promote"  # add -2.5% is within 5%
+    bad_guard = good[:2] + [_row("add", 0, 0.18, 0.20, -0.03, -0.01), good[3]]
+    decision, reasons = decide(bad_guard, ["play", "add"], "play", config)
+    assert decision == "hold" and any("add MRR at delay 0 drops 10.0%" in r for r in reasons)
+    weak = [_row("play", 0, 0.30, 0.20, -0.001, 0.2)] + good[1:]
+    assert decide(weak, ["play", "add"], "play", config)[0] == "hold"
+    higher_bar = ShadowConfig(delays=(0, 1), tolerance=0.05, min_gain=0.06)
+    assert decide(good, ["play", "add"], "play", higher_bar)[0] == "hold"
+    nan = [_row("play", 0, float("nan"), 0.2, float("nan"), float("nan"))] + good[1:]
+    decision, reasons = decide(nan, ["play", "add"], "play", config)
+    assert decision == "hold" and "NaN" in reasons[0]
+    assert decide(good, ["play", "add"], "other", config)[0] == "hold"
+
+
+# --- every bad input holds -----------------------------------------------------------------------------
+class NanRecommender(StaticRecommender):
+    def score(self, histories, task, delay=0):
+        return np.full((len(histories), len(self.vector)), np.nan, np.float32)
+
+
+class BrokenRecommender(StaticRecommender):
+    def score(self, histories, task, delay=0):
+        raise RuntimeError("CUDA out of memory")
+
+
+class WrongShapeRecommender(StaticRecommender):
+    def score(self, histories, task, delay=0):
+        return np.zeros((len(histories), 2), np.float32)
+
+
+@pytest.mark.parametrize("candidate, reason", [
+    (NanRecommender({}), "non-finite scores"),
+    (BrokenRecommender({}), "RuntimeError: CUDA out of memory"),
+    (WrongShapeRecommender({}), "shape"),
+])
+def test_failing_candidate_holds(tmp_path, candidate, reason):
+    root = chain_data(tmp_path, users=5)
+    result = shadow_evaluate_recommenders(root, candidate, StaticRecommender({}), out_dir=str(tmp_path / "o"),
+                                          config=ShadowConfig(n_resamples=10))
+    assert result["decision"] == "hold" and reason in result["reasons"][0]
+    assert json.loads((tmp_path / "o" / "shadow.json").read_text())["decision"] == "hold"
+
+
+def test_empty_window_and_missing_data_hold(tmp_path):
+    only_history = write_sequences(tmp_path / "a", [("u1", [("a", "play", 1), ("b", "play", 2)], 2)])
+    r = shadow_evaluate_recommenders(only_history, ChainRecommender(2), StaticRecommender({}))
+    assert r["decision"] == "hold" and "no events" in r["reasons"][0]
+    no_usable = write_sequences(tmp_path / "b", [("u1", [("a", "play", 1)], 0)])  # only an empty-history request
+    r = shadow_evaluate_recommenders(no_usable, StaticRecommender({}), StaticRecommender({}))
+    assert r["decision"] == "hold" and "no request" in r["reasons"][0]
+    r = shadow_evaluate_recommenders(str(tmp_path / "missing"), StaticRecommender({}), StaticRecommender({}))
+    assert r["decision"] == "hold" and "missing" in r["reasons"][0]
+    no_task = chain_data(tmp_path / "c", users=3)
+    r = shadow_evaluate_recommenders(no_task, ChainRecommender(30, tasks=("add",)), StaticRecommender({}))
+    assert r["decision"] == "hold" and "no task" in r["reasons"][0]
+
+
+def test_unloadable_models_hold(tmp_path):
+    root = chain_data(tmp_path / "d", users=5)
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "config.json").write_text("{broken")
+    r = shadow_evaluate(root, str(tmp_path / "nope"), str(tmp_path / "o1"))
+    assert r["decision"] == "hold" and "candidate" in r["reasons"][0] and "could not be loaded" in r["reasons"][0]
+    assert (tmp_path / "o1" / "shadow.html").exists()
+    r = shadow_evaluate(root, str(tmp_path / "junk"), str(tmp_path / "o2"), baseline_dir=str(tmp_path / "junk"))
+    assert r["decision"] == "hold"
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError):
+        ShadowConfig(delays=())
+    with pytest.raises(ConfigError):
+        ShadowConfig(delays=(0, 1), primary_delay=2)
+    assert ShadowConfig(delays=(1, 2)).delay_for_decision == 1
+    assert math.isclose(ShadowConfig().confidence, 0.95)
