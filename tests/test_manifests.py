@@ -131,3 +131,41 @@ def test_vertex_custom_job_primary_then_workers():
     _check_training_command(argv)
     nproc = next(a for a in argv if a.startswith("--nproc-per-node=")).split("=")[1]
     assert int(nproc) == primary["machineSpec"]["acceleratorCount"]
+
+
+@pytest.mark.slow
+def test_pytorchjob_command_trains_across_two_nodes_with_the_operators_env(tmp_path):
+    """The Master/Worker container command, exactly as in the template, started twice on this machine
+    with the PET_* variables the training operator sets (c10d rendezvous on a shared endpoint): two
+    'nodes' of one process each train together and the master writes the model to the shared --out.
+    PET_NNODES=2:2 means the rendezvous cannot complete unless both nodes join."""
+    import socket
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "testdata", "model"))
+    from seqfixtures import write_sequences
+
+    with open(os.path.join(MANIFESTS, "training", "pytorchjob.yaml")) as f:
+        template = yaml.safe_load(f)
+    container = template["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]
+    data = write_sequences(str(tmp_path / "sequences"), users=8, shards=2, length=15)
+    out = str(tmp_path / "models" / "candidate")
+    config = TrainConfig(preset="50K", max_steps=4, batch_size=8, max_len=16, loss="full", checkpoint_every=0,
+                         warmup_steps=1, num_threads=1)
+    local_paths = {"--data": data, "--out": out, "--config": config.to_json()}
+    args = [f"{a.split('=', 1)[0]}={local_paths[a.split('=', 1)[0]]}" if a.split("=", 1)[0] in local_paths else a
+            for a in container["args"] if not a.startswith("--embeddings")]
+    argv = [sys.executable] + container["command"][1:] + args
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for node_rank in range(2):
+        env = dict(os.environ, OMP_NUM_THREADS="1", PET_NNODES="2:2", PET_NPROC_PER_NODE="1",
+                   PET_RDZV_BACKEND="c10d", PET_RDZV_ENDPOINT=f"127.0.0.1:{port}", PET_MAX_RESTARTS="0",
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(node_rank))
+        procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-2000:] for o in outputs)
+    metrics = json.load(open(os.path.join(out, "metrics.json")))
+    assert metrics["steps"] == 4
+    assert os.path.exists(os.path.join(out, "model.safetensors"))
