@@ -3,6 +3,7 @@ agree with the code they launch (training entry point and config, pipeline param
 import glob
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -169,3 +170,38 @@ def test_pytorchjob_command_trains_across_two_nodes_with_the_operators_env(tmp_p
     metrics = json.load(open(os.path.join(out, "metrics.json")))
     assert metrics["steps"] == 4
     assert os.path.exists(os.path.join(out, "model.safetensors"))
+
+
+@pytest.mark.slow
+def test_vertex_command_trains_across_two_nodes_with_vertex_env(tmp_path):
+    """The CustomJob's shell command, run twice with the variables Vertex sets for PyTorch (WORLD_SIZE
+    nodes, RANK, MASTER_ADDR, MASTER_PORT), the bucket path pointed at a local folder and one process
+    per node: torchrun's static rendezvous needs both nodes, and the primary writes the model."""
+    import socket
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "testdata", "model"))
+    from seqfixtures import write_sequences
+
+    with open(os.path.join(MANIFESTS, "vertex", "custom_job.yaml")) as f:
+        container = yaml.safe_load(f)["workerPoolSpecs"][0]["containerSpec"]
+    bucket = tmp_path / "gcs"
+    write_sequences(str(bucket / "genrec" / "sequences"), users=8, shards=2, length=15)
+    config = TrainConfig(preset="50K", max_steps=4, batch_size=8, max_len=16, loss="full", checkpoint_every=0,
+                         warmup_steps=1, num_threads=1)
+    script = container["args"][0].replace("/gcs/YOUR_BUCKET", str(bucket))
+    script = re.sub(r"--config='[^']*'", f"--config='{config.to_json()}'", script)
+    script = re.sub(r"--nproc-per-node=\d+", "--nproc-per-node=1", script)
+    script = re.sub(r"--embeddings=\S+", "", script)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank in range(2):
+        env = dict(os.environ, OMP_NUM_THREADS="1", WORLD_SIZE="2", RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                   MASTER_PORT=str(port), PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+        procs.append(subprocess.Popen(container["command"] + [script], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-2000:] for o in outputs)
+    out = bucket / "genrec" / "models" / "candidate"
+    assert json.load(open(out / "metrics.json"))["steps"] == 4 and (out / "model.safetensors").exists()
