@@ -1,0 +1,85 @@
+"""File access through Beam's FileSystems, so every reader works on local paths and gs:// alike.
+
+Beam's registry picks the file system from the URI scheme, which is what Dataflow workers use too;
+going through it (rather than `open`) is what lets `genrec extract --events gs://...` run unchanged.
+"""
+from __future__ import annotations
+
+import io
+import posixpath
+
+from apache_beam.io.filesystems import FileSystems
+
+from genrec.errors import InputError
+
+
+def is_glob(uri: str) -> bool:
+    """True when the URI contains glob characters (`*`, `?`, `[`)."""
+    return any(ch in uri for ch in "*?[")
+
+
+def join(uri: str, *parts: str) -> str:
+    """Join path parts onto a local path or a gs:// URI."""
+    return FileSystems.join(uri, *parts)
+
+
+def basename(uri: str) -> str:
+    """The last path component of a local path or gs:// URI."""
+    return posixpath.basename(uri.rstrip("/"))
+
+
+def match(pattern: str) -> list[str]:
+    """Sorted paths matching a glob (empty list when nothing matches)."""
+    try:
+        result = FileSystems.match([pattern])[0]
+    except Exception:  # Beam raises BeamIOError when nothing matches on some file systems
+        return []
+    return sorted(m.path for m in result.metadata_list)
+
+
+def list_folder(uri: str) -> list[str]:
+    """Files directly or indirectly under a folder, sorted (a folder on GCS is a key prefix)."""
+    found = match(join(uri, "**")) or match(join(uri, "*"))
+    base = uri.rstrip("/") + "/"
+    return sorted(p for p in found if p.startswith(base) and not p.endswith("/"))
+
+
+def exists(uri: str) -> bool:
+    """True when a file exists at `uri`."""
+    try:
+        return FileSystems.exists(uri)
+    except Exception:
+        return False
+
+
+def read_bytes(uri: str) -> bytes:
+    """The whole file as bytes; an unreadable file raises InputError naming it."""
+    try:
+        with FileSystems.open(uri, compression_type="uncompressed") as handle:
+            return handle.read()
+    except Exception as exc:  # noqa: BLE001 - any I/O failure becomes one actionable line
+        raise InputError(f"{uri}: cannot read file ({type(exc).__name__}: {exc})") from None
+
+
+def open_seekable(uri: str) -> io.IOBase:
+    """A seekable binary handle (Parquet footers need random access)."""
+    try:
+        return FileSystems.open(uri, compression_type="uncompressed")
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{uri}: cannot open file ({type(exc).__name__}: {exc})") from None
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write a whole file (local folders are created as needed)."""
+    parent = posixpath.dirname(uri)
+    if "://" not in uri and not exists(parent):  # object stores have no folders to create
+        FileSystems.mkdirs(parent)
+    with FileSystems.create(uri, compression_type="uncompressed") as handle:
+        handle.write(data)
+
+
+def delete_folder(uri: str) -> None:
+    """Remove a folder's previous contents so stale shards from an earlier run never mix in."""
+    paths = list_folder(uri)
+    if paths:
+        FileSystems.delete(paths)
