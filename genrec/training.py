@@ -66,7 +66,7 @@ class TrainConfig:
     mtp_decay: float = 0.5  # loss weight of depth j is mtp_decay**j
     mask_prob: float = 0.1
     max_len: int = 50
-    item_dim: int = 64
+    item_dim: int = 64  # projected head width (0: unprojected, as wide as the backbone)
     dropout: float = 0.1
     temperature: float = 0.05
     normalize: bool = True
@@ -144,11 +144,11 @@ class TrainingStep(nn.Module):
     def forward(self, items: torch.Tensor, types: torch.Tensor, gaps: torch.Tensor, targets: torch.Tensor,
                 mask: torch.Tensor | None, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         """items/types/gaps [B, T], targets [B, H, T] long -> (sum of weighted losses, sum of weights)."""
-        table = self.model.item_table(mask)
-        hidden = self.model(items, types, gaps, table)
+        hidden = self.model(items, types, gaps, mask)
         w, h, t = torch.nonzero(targets >= NUM_RESERVED, as_tuple=True)
         queries = self.model.queries(hidden[w, t], h)
-        per = self.loss(queries, targets[w, h, t], table, generator)
+        per = self.loss(queries, targets[w, h, t], lambda ids: self.model.item_vectors(ids, mask),
+                        self.model.config.num_items, generator)
         depth = h % (self.model.config.mtp_depth + 1)
         weight = self.mtp_decay ** depth.to(per.dtype)
         return (per * weight).sum(), weight.sum()
@@ -540,7 +540,7 @@ def evaluate_windows(model: GenerativeRecommender, windows: Windows, seen_table:
         sl = slice(start, start + batch_size)
         items = torch.from_numpy(windows.items[sl]).to(device)
         hidden = model(items, torch.from_numpy(windows.types[sl]).to(device),
-                       torch.from_numpy(windows.gaps[sl]).to(device), table)
+                       torch.from_numpy(windows.gaps[sl]).to(device))
         w, t = np.nonzero(windows.predict[sl])
         if len(w) == 0:
             continue

@@ -94,7 +94,8 @@ def test_masking_replaces_the_id_part_by_the_oov_vector_only():
         model.tower.oov.normal_()
     mask = torch.zeros(30, dtype=torch.bool)
     mask[[5, 9]] = True
-    plain, masked = model.tower(None), model.tower(mask)
+    ids = torch.arange(30)
+    plain, masked = model.tower(ids), model.tower(ids, mask)
     meta = model.tower.mlp(model.tower.semantic)
     assert torch.allclose(masked[5], model.tower.oov + meta[5])
     assert torch.allclose(masked[~mask][1:], plain[~mask][1:])  # row 0 is padding
@@ -111,7 +112,7 @@ def test_full_softmax_is_cross_entropy_over_real_items():
     q, table = torch.randn(5, 4), torch.randn(20, 4)
     pos = torch.randint(NUM_RESERVED, 20, (5,))
     expected = F.cross_entropy(q @ table[NUM_RESERVED:].T, pos - NUM_RESERVED, reduction="none")
-    assert torch.allclose(FullSoftmaxLoss()(q, pos, table), expected)
+    assert torch.allclose(FullSoftmaxLoss()(q, pos, lambda ids: table[ids], 20), expected)
 
 
 class FixedSampler(UniformSampler):
@@ -131,20 +132,22 @@ def test_sampled_softmax_subtracts_log_q_and_masks_the_positive():
     q, table = torch.randn(2, 4), torch.randn(10, 4)
     pos = torch.tensor([4, 6])
     lq = {4: math.log(0.5), 5: math.log(0.1), 6: math.log(2.0), 7: math.log(0.3)}
-    loss = SampledSoftmaxLoss(FixedSampler([5, 6, 7], lq))(q, pos, table)
+    lookup = lambda ids: table[ids]  # noqa: E731
+    loss = SampledSoftmaxLoss(FixedSampler([5, 6, 7], lq))(q, pos, lookup, 10)
     for r in range(2):
         cands = [int(pos[r])] + [i for i in (5, 6, 7) if i != int(pos[r])]
         logits = torch.stack([q[r] @ table[i] - lq[i] for i in cands])
         assert torch.allclose(loss[r], torch.logsumexp(logits, 0) - logits[0], atol=1e-6)
-    no_q = SampledSoftmaxLoss(FixedSampler([5, 6, 7], lq), logq=False)(q, pos, table)
+    no_q = SampledSoftmaxLoss(FixedSampler([5, 6, 7], lq), logq=False)(q, pos, lookup, 10)
     assert not torch.allclose(loss, no_q)
 
 
 def test_log_q_correction_is_a_no_op_for_a_uniform_sampler():
     torch.manual_seed(0)
     q, table, pos = torch.randn(6, 4), torch.randn(50, 4), torch.randint(NUM_RESERVED, 50, (6,))
-    a = SampledSoftmaxLoss(UniformSampler(50, 16), logq=True)(q, pos, table, torch.Generator().manual_seed(1))
-    b = SampledSoftmaxLoss(UniformSampler(50, 16), logq=False)(q, pos, table, torch.Generator().manual_seed(1))
+    lookup = lambda ids: table[ids]  # noqa: E731
+    a = SampledSoftmaxLoss(UniformSampler(50, 16), logq=True)(q, pos, lookup, 50, torch.Generator().manual_seed(1))
+    b = SampledSoftmaxLoss(UniformSampler(50, 16), logq=False)(q, pos, lookup, 50, torch.Generator().manual_seed(1))
     assert torch.allclose(a, b, atol=1e-5)
 
 
@@ -184,7 +187,7 @@ def test_tiny_model_overfits_a_tiny_sequence_set():
     for _ in range(150):
         hidden = model(items, types, gaps)[:, :-1].reshape(-1, 16)
         loss = FullSoftmaxLoss()(model.queries(hidden, torch.zeros(len(hidden), dtype=torch.long)),
-                                 targets.reshape(-1), model.item_table()).mean()
+                                 targets.reshape(-1), model.item_vectors, 30).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

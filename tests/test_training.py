@@ -122,6 +122,9 @@ def test_recommender_scores_known_and_unseen_titles(trained, seq_dir):
     assert (scores[0] > scores[0, 4]).sum() < 5
     with pytest.raises(ConfigError):
         rec.score([history], "purchase")
+    top, top_scores = rec.recommend([history], "play", k=5)
+    assert top.shape == (1, 5) and not {1, 2, 3} & set(top[0].tolist())  # seen titles filtered
+    assert np.allclose(top_scores[0], np.sort(np.delete(scores[0], [1, 2, 3]))[::-1][:5], atol=1e-5)
 
 
 def test_checkpoints_resume_and_skip_corrupt_files(trained, tmp_path):

@@ -80,9 +80,12 @@ class ModelConfig:
 
 
 def preset_config(preset: str, **overrides) -> ModelConfig:
-    """ModelConfig for a named preset, with data-dependent fields given as overrides."""
+    """ModelConfig for a named preset, with data-dependent fields given as overrides
+    (item_dim=0 means no projection: items as wide as the backbone)."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     n_layer, n_head, n_embd = PRESETS[preset]
+    if overrides.get("item_dim") == 0:
+        overrides["item_dim"] = n_embd
     return replace(ModelConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd,
                                item_dim=min(n_embd, 64)), **overrides)

@@ -33,17 +33,16 @@ class ItemTower(nn.Module):
         sem = f"id+mlp({self.config.semantic_dim}->{self.config.item_dim})" if self.mlp is not None else "id"
         return f"item_tower[{sem}, mask_p={self.config.mask_prob}]"
 
-    def forward(self, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """[V, item_dim] table; `mask` [V] bool replaces the ID part by the OOV vector."""
-        ids = self.id_embedding.weight
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """ids [...] long -> [..., item_dim]; only the rows asked for are computed, so a step on a
+        1M-title catalog with sampled negatives never touches the whole table. `mask` [V] bool
+        replaces the ID part of the masked titles by the OOV vector. Padding maps to zeros."""
+        out = self.id_embedding(ids)
         if mask is not None:
-            ids = torch.where(mask.unsqueeze(-1), self.oov.expand_as(ids), ids)
-        table = ids
+            out = torch.where(mask[ids].unsqueeze(-1), self.oov.expand_as(out), out)
         if self.mlp is not None:
-            table = table + self.mlp(self.semantic)
-        pad = torch.ones(table.shape[0], 1, device=table.device, dtype=table.dtype)
-        pad[PAD_INDEX] = 0.0
-        return table * pad
+            out = out + self.mlp(self.semantic[ids])
+        return out * (ids != PAD_INDEX).unsqueeze(-1).to(out.dtype)
 
     def represent(self, indices: torch.Tensor, vectors: torch.Tensor | None) -> torch.Tensor:
         """Items of any catalog: indices [C] long into this vocabulary (-1: unknown title, scored from

@@ -17,6 +17,7 @@ from genrec.data import Vocabulary, gap_buckets, read_vocabulary
 from genrec.errors import ConfigError, InputError
 from genrec.events import MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE, VOCAB_FILE
 from genrec.model.config import ModelConfig
+from genrec.model.retrieval import top_k
 from genrec.model.transformer import GenerativeRecommender
 from genrec.recommender import History, Recommender
 
@@ -56,6 +57,7 @@ class TransformerRecommender(Recommender):
                 vec[have] = given[have]
         table = tower.represent(positions, vec)
         self._catalog = F.normalize(table, dim=-1) if self.model.config.normalize else table
+        self._catalog_row = {item: i for i, item in enumerate(ids)}
 
     @torch.no_grad()
     def encode(self, histories: Sequence[History], task: str, delay: int = 0) -> torch.Tensor:
@@ -94,6 +96,23 @@ class TransformerRecommender(Recommender):
         if not out:
             return np.zeros((0, self._catalog.shape[0]), np.float32)
         return np.concatenate(out).astype(np.float32)
+
+
+    @torch.no_grad()
+    def recommend(self, histories: Sequence[History], task: str, k: int = 10, delay: int = 0,
+                  filter_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k catalog positions and scores ([B, k] each), best first; titles in a history are
+        removed when `filter_seen`. The catalog is scanned in blocks (see genrec.model.top_k)."""
+        if self._catalog is None:
+            raise ConfigError("set_catalog must be called before recommend")
+        seen = None
+        if filter_seen:
+            seen = torch.zeros(len(histories), self._catalog.shape[0], dtype=torch.bool)
+            for b, h in enumerate(histories):
+                rows = [self._catalog_row[i] for i in h.items if i in self._catalog_row]
+                seen[b, rows] = True
+        scores, idx = top_k(self.encode(histories, task, delay), self._catalog, k, seen)
+        return idx.numpy(), scores.numpy()
 
 
 def load_model(model_dir: str) -> tuple[GenerativeRecommender, dict]:

@@ -25,7 +25,6 @@ class CausalSelfAttention(nn.Module):
         self.n_head = config.n_head
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd)
-        self.dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -33,8 +32,8 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (z.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for z in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        # No dropout inside attention: it forces the slow math kernel; residual dropout suffices.
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.resid_dropout(self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
 
 
@@ -105,23 +104,25 @@ class GenerativeRecommender(nn.Module):
         return 6 * self.get_num_params() + 12 * c.n_layer * c.max_len * c.n_embd
 
     # --- forward -------------------------------------------------------------------------------------
+    def item_vectors(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """ids [...] long -> [..., item_dim] item representations as the decoding head sees them
+        (L2-normalised when the config says so); `mask` [V] bool: collaborative-embedding masking."""
+        vectors = self.tower(ids, mask)
+        return F.normalize(vectors, dim=-1) if self.config.normalize else vectors
+
     def item_table(self, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """[V, item_dim] item representations (normalised when the config says so); `mask` [V] bool
-        drops the ID part of those items (collaborative-embedding masking)."""
-        table = self.tower(mask)
-        return F.normalize(table, dim=-1) if self.config.normalize else table
+        """[V, item_dim] the whole vocabulary (row i = index i)."""
+        return self.item_vectors(torch.arange(self.config.num_items, device=self.wpe.weight.device), mask)
 
     def forward(self, items: torch.Tensor, types: torch.Tensor, gaps: torch.Tensor,
-                table: torch.Tensor | None = None) -> torch.Tensor:
+                mask: torch.Tensor | None = None) -> torch.Tensor:
         """items, types, gaps [B, T] long (padding at the end) -> hidden [B, T, n_embd] float.
-        `table` [V, item_dim]: item representations to read inputs from (default: unmasked)."""
+        `mask` [V] bool: titles whose ID part is masked (training only)."""
         B, T = items.shape
         if T > self.config.max_len:
             raise ValueError(f"sequence length {T} exceeds max_len {self.config.max_len}")
-        if table is None:
-            table = self.item_table()
         pos = torch.arange(T, device=items.device)
-        x = self.item_in(table[items]) + self.wpe(pos)[None] + self.wtype(types) + self.wgap(gaps)
+        x = self.item_in(self.item_vectors(items, mask)) + self.wpe(pos)[None] + self.wtype(types) + self.wgap(gaps)
         x = x * (items != PAD_INDEX).unsqueeze(-1)
         x = self.drop(x)
         for block in self.blocks:

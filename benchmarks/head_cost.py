@@ -1,0 +1,82 @@
+"""Cost of the decoding head as the catalog grows: forward+backward seconds per step.
+
+Rows per catalog size (10k, 100k, 1M titles): backbone alone (hidden.sum() as the loss), full
+softmax with an unprojected head (item_dim = n_embd), sampled softmax unprojected, and sampled
+softmax with the projected head (n_embd -> item_dim). Targets at 1M: sampled+projected <= 0.10x
+full and <= 1.25x backbone alone.
+
+    python benchmarks/head_cost.py [--preset 8M --batch 8 --seq 50 --negatives-frac 0.01]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from genrec.events import NUM_RESERVED
+from genrec.model import (FullSoftmaxLoss, GenerativeRecommender, SampledSoftmaxLoss, UniformSampler,
+                          preset_config)
+
+
+def step_seconds(model: GenerativeRecommender, loss, items, types, gaps, repeats: int) -> float:
+    """Median forward+backward seconds (first call is warm-up)."""
+    times = []
+    for i in range(repeats + 1):
+        model.zero_grad(set_to_none=True)
+        started = time.perf_counter()
+        hidden = model(items, types, gaps)
+        if loss is None:
+            out = hidden.sum()
+        else:
+            flat = hidden[:, :-1].reshape(-1, hidden.shape[-1])
+            queries = model.queries(flat, torch.zeros(len(flat), dtype=torch.long))
+            out = loss(queries, items[:, 1:].reshape(-1), model.item_vectors, model.config.num_items,
+                       torch.Generator().manual_seed(i)).mean()
+        out.backward()
+        if i:
+            times.append(time.perf_counter() - started)
+    return sorted(times)[len(times) // 2]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="8M")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seq", type=int, default=50)
+    parser.add_argument("--catalogs", default="10000,100000,1000000")
+    parser.add_argument("--negatives-frac", type=float, default=0.01, help="uniform negatives as a catalog share")
+    parser.add_argument("--proj-dim", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    for catalog in (int(c) for c in args.catalogs.split(",")):
+        num_items = catalog + NUM_RESERVED
+        n_embd = preset_config(args.preset).n_embd
+        items = torch.randint(NUM_RESERVED, num_items, (args.batch, args.seq))
+        types, gaps = torch.ones_like(items), torch.zeros_like(items)
+        negatives = max(1, int(args.negatives_frac * catalog))
+        rows = {}
+        for name, item_dim, loss in (
+            ("backbone", args.proj_dim, None),
+            ("full", n_embd, FullSoftmaxLoss()),
+            ("sampled", n_embd, SampledSoftmaxLoss(UniformSampler(num_items, negatives))),
+            ("sampled+projected", args.proj_dim, SampledSoftmaxLoss(UniformSampler(num_items, negatives))),
+        ):
+            model = GenerativeRecommender(preset_config(args.preset, num_items=num_items, max_len=args.seq,
+                                                        item_dim=item_dim))
+            rows[name] = step_seconds(model, loss, items, types, gaps, args.repeats)
+            del model
+        print(json.dumps({
+            "catalog": catalog, "preset": args.preset, "tokens_per_step": args.batch * args.seq,
+            "negatives": negatives, "seconds": {k: round(v, 4) for k, v in rows.items()},
+            "sampled+projected/full": round(rows["sampled+projected"] / rows["full"], 4),
+            "sampled+projected/backbone": round(rows["sampled+projected"] / rows["backbone"], 4),
+            "targets_met": rows["sampled+projected"] <= 0.10 * rows["full"]
+            and rows["sampled+projected"] <= 1.25 * rows["backbone"],
+        }), flush=True)
+
+
+if __name__ == "__main__":
+    main()

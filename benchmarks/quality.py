@@ -1,0 +1,186 @@
+"""Leave-last-out quality on MovieLens-style ratings: popularity vs genrec vs RecTools SASRec.
+
+Each user's last event (by timestamp, ties broken by input order) is the test target; everything
+before it is training data. The whole train catalog is ranked with the user's seen titles removed.
+Prints one JSON line per model: {"model", "hr@10", "ndcg@10", "mrr", "fit_s"}.
+
+    python benchmarks/quality.py --data /work/shared/data/ml-latest-small [--skip-peer]
+    python benchmarks/quality.py --data SEQUENCES_DIR   # a canonical sequences folder (validation = test)
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import tempfile
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+
+from genrec.data import read_split, read_vocabulary
+from genrec.events import NUM_RESERVED, SEQUENCE_SCHEMA, VOCAB_SCHEMA
+from genrec.metrics import ndcg_at_k, recall_at_k, reciprocal_rank, target_ranks
+from genrec.training import TrainConfig, launch_training
+
+# Tuned on ml-latest-small and synthetic data (never per data set at run time).
+BENCH_DEFAULTS = dict(preset="200K", max_steps=1500, batch_size=32, max_len=200, loss="sampled",
+                      sampler="in-batch+uniform", num_negatives=1024, mtp_depth=0, mask_prob=0.0, dropout=0.2,
+                      lr=2e-3, warmup_steps=50, item_dim=64, filter_seen=True, checkpoint_every=0)
+
+
+def read_ratings(path: str) -> pa.Table:
+    """user_id, item_id, timestamp from ratings.csv (userId, movieId, timestamp), in input order."""
+    csv = os.path.join(path, "ratings.csv") if os.path.isdir(path) else path
+    t = pcsv.read_csv(csv, convert_options=pcsv.ConvertOptions(
+        column_types={"userId": pa.string(), "movieId": pa.string(), "timestamp": pa.int64()}))
+    return pa.table({"user_id": t["userId"], "item_id": t["movieId"], "timestamp": t["timestamp"]})
+
+
+def leave_last_out(events: pa.Table, out_dir: str) -> str:
+    """Canonical sequences folder: train = all but each user's last event; validation = the whole
+    sequence with n_history = len - 1 (so its one target is the last event)."""
+    order = pc.sort_indices(events, [("user_id", "ascending"), ("timestamp", "ascending")])  # stable
+    ev = events.take(order)
+    users = ev["user_id"].to_numpy(zero_copy_only=False)
+    change = np.flatnonzero(users[1:] != users[:-1]) + 1
+    offsets = np.concatenate([[0], change, [len(users)]]).astype(np.int32)
+    keep = np.diff(offsets) >= 2
+    uids = users[offsets[:-1]][keep]
+    items = pa.ListArray.from_arrays(pa.array(offsets), ev["item_id"].combine_chunks()).filter(pa.array(keep))
+    times = pa.ListArray.from_arrays(pa.array(offsets), ev["timestamp"].combine_chunks()).filter(pa.array(keep))
+    lengths = pc.list_value_length(items).to_numpy()
+    types = pa.ListArray.from_arrays(pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)),
+                                     pa.array(["play"] * int(lengths.sum())))
+    full = pa.Table.from_arrays([pa.array(uids, pa.string()), items, types, times,
+                                 pa.array(lengths - 1, pa.int32())], schema=SEQUENCE_SCHEMA)
+    train = pa.Table.from_pylist([
+        {"user_id": r["user_id"], "items": r["items"][:-1], "event_types": r["event_types"][:-1],
+         "timestamps": r["timestamps"][:-1], "n_history": 0} for r in full.to_pylist()], schema=SEQUENCE_SCHEMA)
+    for split, table in (("train", train), ("validation", full), ("shadow", full)):
+        os.makedirs(os.path.join(out_dir, split), exist_ok=True)
+        pq.write_table(table, os.path.join(out_dir, split, "part-00000.parquet"))
+    flat = pc.list_flatten(train["items"])
+    counts = pc.value_counts(flat)
+    ids, cnt = counts.field("values").to_pylist(), counts.field("counts").to_numpy()
+    order = sorted(range(len(ids)), key=lambda i: (-cnt[i], ids[i]))
+    vocab = pa.table({"item_id": [ids[i] for i in order],
+                      "index": np.arange(NUM_RESERVED, NUM_RESERVED + len(ids), dtype=np.int64),
+                      "count": cnt[order].astype(np.int64), "first_seen": np.zeros(len(ids), np.int64),
+                      "cold_start": np.zeros(len(ids), bool)}, schema=VOCAB_SCHEMA)
+    pq.write_table(vocab, os.path.join(out_dir, "vocabulary.parquet"))
+    return out_dir
+
+
+def drop_last_events(events: pa.Table) -> pa.Table:
+    """The same events without each user's last one (same stable order as leave_last_out)."""
+    order = pc.sort_indices(events, [("user_id", "ascending"), ("timestamp", "ascending")])
+    ev = events.take(order)
+    users = ev["user_id"].to_numpy(zero_copy_only=False)
+    is_last = np.append(users[1:] != users[:-1], True)
+    return ev.filter(pa.array(~is_last))
+
+
+def popularity_row(seq_dir: str) -> dict:
+    started = time.perf_counter()
+    vocab = read_vocabulary(seq_dir)
+    scores = vocab.counts[NUM_RESERVED:].astype(np.float32)
+    val = read_split(seq_dir, "validation")
+    rr, hits, ndcg = [], [], []
+    for items, n_hist in zip(val["items"].to_pylist(), val["n_history"].to_pylist()):
+        idx = vocab.positions(items)
+        for t in range(max(n_hist, 1), len(items)):
+            seen = np.zeros(len(scores), bool)
+            prior = idx[:t]
+            seen[prior[prior >= 0] - NUM_RESERVED] = True
+            target = idx[t] - NUM_RESERVED if idx[t] >= 0 else -1
+            rank = target_ranks(scores[None], np.array([target]), seen[None])
+            rr.append(reciprocal_rank(rank)[0]), hits.append(recall_at_k(rank, 10)[0]), ndcg.append(ndcg_at_k(rank, 10)[0])
+    return {"model": "popularity", "hr@10": float(np.mean(hits)), "ndcg@10": float(np.mean(ndcg)),
+            "mrr": float(np.mean(rr)), "fit_s": round(time.perf_counter() - started, 2)}
+
+
+def genrec_row(seq_dir: str, out_dir: str, config: TrainConfig) -> dict:
+    started = time.perf_counter()
+    metrics = launch_training(seq_dir, out_dir, config)
+    m = metrics["tasks"]["play"]
+    return {"model": f"genrec-{config.preset}", "hr@10": m["recall@10"], "ndcg@10": m["ndcg@10"], "mrr": m["mrr"],
+            "fit_s": round(time.perf_counter() - started, 2), "train_s": metrics["train_seconds"],
+            "steps": metrics["steps"], "config": {k: v for k, v in dataclasses.asdict(config).items()
+                                                  if v != getattr(TrainConfig(), k)}}
+
+
+def sasrec_row(events: pa.Table, epochs: int) -> dict:
+    """RecTools SASRecModel (64 factors, 2 blocks, 2 heads, max length 200, softmax loss) on the
+    same split, seen titles filtered."""
+    import pandas as pd
+    from rectools import Columns
+    from rectools.dataset import Dataset
+    from rectools.models import SASRecModel
+
+    df = events.to_pandas().rename(columns={"user_id": Columns.User, "item_id": Columns.Item,
+                                            "timestamp": Columns.Datetime})
+    df["order"] = np.arange(len(df))
+    df = df.sort_values([Columns.User, Columns.Datetime, "order"], kind="stable")
+    last = df.groupby(Columns.User).tail(1)
+    train = df.drop(last.index)
+    train = train[train[Columns.User].isin(train[Columns.User].value_counts().index)]
+    train[Columns.Weight] = 1.0
+    train[Columns.Datetime] = pd.to_datetime(train["order"], unit="s")  # order as time: ties kept
+    started = time.perf_counter()
+    model = SASRecModel(n_factors=64, n_blocks=2, n_heads=2, session_max_len=200, loss="softmax",
+                        epochs=epochs, verbose=0, deterministic=True)
+    model.fit(Dataset.construct(train[[Columns.User, Columns.Item, Columns.Weight, Columns.Datetime]]))
+    fit_s = time.perf_counter() - started
+    users = last[Columns.User].tolist()
+    catalog = train[Columns.Item].unique()
+    reco = model.recommend(users=users, dataset=Dataset.construct(
+        train[[Columns.User, Columns.Item, Columns.Weight, Columns.Datetime]]), k=len(catalog), filter_viewed=True)
+    rank = reco.set_index([Columns.User, Columns.Item])[Columns.Rank]
+    ranks = np.array([rank.get((u, i), 0) for u, i in zip(users, last[Columns.Item])], dtype=np.int64)
+    return {"model": f"sasrec-rectools-{epochs}ep", "hr@10": float(recall_at_k(ranks, 10).mean()),
+            "ndcg@10": float(ndcg_at_k(ranks, 10).mean()), "mrr": float(reciprocal_rank(ranks).mean()),
+            "fit_s": round(fit_s, 2)}
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    for f in dataclasses.fields(TrainConfig):
+        default = BENCH_DEFAULTS.get(f.name, f.default)
+        kind = {bool: lambda s: s.lower() in ("1", "true", "yes")}.get(type(f.default), type(f.default))
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=default)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="MovieLens folder (ratings.csv) or canonical sequences folder")
+    parser.add_argument("--workdir", default=None)
+    parser.add_argument("--skip-peer", action="store_true")
+    parser.add_argument("--skip-genrec", action="store_true")
+    parser.add_argument("--peer-epochs", type=int, default=150)
+    parser.add_argument("--tune", action="store_true",
+                        help="drop each user's last event first (a validation split for tuning; the test stays unseen)")
+    _config_args(parser)
+    args = parser.parse_args()
+    config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    work = args.workdir or tempfile.mkdtemp(prefix="genrec-quality-")
+    events = None
+    if os.path.isdir(os.path.join(args.data, "train")):
+        seq_dir = args.data
+    else:
+        events = read_ratings(args.data)
+        if args.tune:
+            events = drop_last_events(events)
+        seq_dir = leave_last_out(events, os.path.join(work, "sequences"))
+    print(json.dumps(popularity_row(seq_dir)), flush=True)
+    if not args.skip_genrec:
+        print(json.dumps(genrec_row(seq_dir, os.path.join(work, f"model-{time.time_ns()}"), config)), flush=True)
+    if not args.skip_peer and events is not None:
+        print(json.dumps(sasrec_row(events, args.peer_epochs)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
