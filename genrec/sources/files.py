@@ -6,11 +6,33 @@ going through it (rather than `open`) is what lets `genrec extract --events gs:/
 from __future__ import annotations
 
 import io
+import os
 import posixpath
 
 from apache_beam.io.filesystems import FileSystems
 
 from genrec.errors import InputError
+
+
+def use_anonymous_gcs_for_emulator() -> None:
+    """With STORAGE_EMULATOR_HOST set (a loopback fake GCS), make Beam's GCS client anonymous.
+
+    Beam otherwise searches for Google credentials with retries for about 30 s per process before
+    going anonymous. Beam (pinned to 2.77) caches that search's result in `_Credentials`; seeding the
+    cache with "no credentials" is the same decision, made at once. Real GCS is unaffected.
+    """
+    if not os.environ.get("STORAGE_EMULATOR_HOST"):
+        return
+    try:
+        from apache_beam.internal.gcp import auth
+    except ImportError:  # Beam without the gcp extra: nothing to configure
+        return
+    with auth._Credentials._credentials_lock:
+        auth._Credentials._credentials_init = True
+        auth._Credentials._credentials = None
+
+
+use_anonymous_gcs_for_emulator()
 
 
 def is_glob(uri: str) -> bool:
@@ -72,8 +94,8 @@ def open_seekable(uri: str) -> io.IOBase:
 def write_bytes(uri: str, data: bytes) -> None:
     """Write a whole file (local folders are created as needed)."""
     parent = posixpath.dirname(uri)
-    if "://" not in uri and not exists(parent):  # object stores have no folders to create
-        FileSystems.mkdirs(parent)
+    if "://" not in uri and not os.path.isdir(parent):  # object stores have no folders to create
+        os.makedirs(parent, exist_ok=True)  # exist_ok: parallel workers create the same folders
     with FileSystems.create(uri, compression_type="uncompressed") as handle:
         handle.write(data)
 

@@ -94,7 +94,10 @@ def read_text_rows(data: bytes, fmt: EventFormat, path: str) -> tuple[pa.Table, 
 
     header_lines = 1 if fmt.header else 0
     line_no = np.arange(1, len(lines) + 1, dtype=np.int64)
-    candidates = line_no[(line_no > header_lines) & ~lines.blank]
+    nonblank = line_no[~lines.blank]
+    # pyarrow numbers rows among non-blank lines (header included); map back to real line numbers.
+    invalid = [(int(nonblank[n - 1]) if 0 < n <= len(nonblank) else n, reason, text) for n, reason, text in invalid]
+    candidates = nonblank[nonblank > header_lines]
     bad_numbers = np.array([b[0] for b in invalid], dtype=np.int64)
     valid_lines = candidates[~np.isin(candidates, bad_numbers)]
     if len(valid_lines) != table.num_rows:  # e.g. quoted newlines: fall back to row ordinals
