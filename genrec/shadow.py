@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from genrec.errors import ConfigError, InputError
 from genrec.events import EXTRACT_METRICS_FILE, ITEM_ID, VOCAB_FILE
-from genrec.metrics import ndcg_at_k, recall_at_k, reciprocal_rank, target_ranks
+from genrec.metrics import ndcg_at_k, recall_at_k, reciprocal_rank
 from genrec.recommender import History, Recommender
 
 log = logging.getLogger(__name__)
@@ -177,6 +177,24 @@ def build_requests(window: Window, catalog_index: dict[str, int], cold_start: np
 
 
 # --- scoring --------------------------------------------------------------------------------------------
+def fast_target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """[B] int64 ranks equal to genrec.metrics.target_ranks(scores, targets) (pessimistic ties, -1
+    targets -> 0) in one comparison pass; a score matrix whose rows are all the same (stride 0, e.g.
+    the popularity baseline) is ranked once by sorting. scores [B, C] float, finite; targets [B] int."""
+    targets = np.asarray(targets, dtype=np.int64)
+    valid = targets >= 0
+    safe = np.where(valid, targets, 0)
+    if scores.ndim == 2 and scores.shape[0] > 0 and scores.strides[0] == 0:
+        row = np.asarray(scores[0], dtype=np.float32)
+        ordered = np.sort(row)
+        at_least = len(row) - np.searchsorted(ordered, row[safe], side="left")  # titles scoring >= target
+    else:
+        scores = np.asarray(scores, dtype=np.float32)
+        target_scores = scores[np.arange(len(safe)), safe][:, None]
+        at_least = np.count_nonzero(scores >= target_scores, axis=1)  # includes the target: 1-based rank
+    return np.where(valid, at_least, 0).astype(np.int64)
+
+
 class ScoringError(Exception):
     """A recommender failed or returned unusable scores (hold, with this message as the reason)."""
 
@@ -198,9 +216,10 @@ def score_ranks(recommender: Recommender, window: Window, requests: Requests, ta
         if scores.shape != (stop - start, catalog_size):
             raise ScoringError(f"{role} returned scores of shape {scores.shape} for task {task!r}, "
                                f"expected {(stop - start, catalog_size)}")
-        if not np.isfinite(scores).all():
+        rows = scores[:1] if scores.strides[0] == 0 else scores  # shared rows: check one
+        if rows.size and not (np.isfinite(rows.max()) and np.isfinite(rows.min())):
             raise ScoringError(f"{role} returned non-finite scores for task {task!r} at delay {delay}")
-        ranks[start:stop] = target_ranks(scores, requests.target[start:stop])
+        ranks[start:stop] = fast_target_ranks(scores, requests.target[start:stop])
     return ranks
 
 

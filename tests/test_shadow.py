@@ -148,6 +148,18 @@ def test_delay_is_passed_to_the_recommender(tmp_path):
     assert mrr[0] > 0.5 and mrr[1] > 0.5 and mrr[2] > 0.4  # the aligned head is used at every delay
 
 
+def test_fast_ranks_equal_reference_ranks():
+    from genrec.metrics import target_ranks
+    from genrec.shadow import fast_target_ranks
+
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, size=(64, 50)).astype(np.float32)  # many ties
+    targets = rng.integers(-1, 50, size=64)
+    assert fast_target_ranks(scores, targets).tolist() == target_ranks(scores, targets).tolist()
+    shared = np.broadcast_to(scores[0], (64, 50))  # stride-0 rows: the sorted path
+    assert fast_target_ranks(shared, targets).tolist() == target_ranks(np.array(shared), targets).tolist()
+
+
 # --- bootstrap ------------------------------------------------------------------------------------------
 def test_chunked_bootstrap_matches_metrics_paired_bootstrap():
     rng = np.random.default_rng(3)
