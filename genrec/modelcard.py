@@ -9,8 +9,9 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
-_CONFIG_KEYS = ("preset", "description", "num_params", "d_model", "n_layers", "n_heads", "max_len",
-                "tasks", "mtp_depth", "vocab_size", "vocabulary_fingerprint", "loss", "item_tower")
+_CONFIG_KEYS = ("description", "preset", "num_params", "tasks", "mtp_depth", "loss", "sampler", "item_tower",
+                "vocabulary_fingerprint")
+_ARCHITECTURE_KEYS = ("n_layer", "n_head", "n_embd", "max_len", "num_items", "item_dim", "semantic_dim")
 
 
 def _fmt(value: Any) -> str:
@@ -60,6 +61,10 @@ def render_model_card(
     for key in _CONFIG_KEYS:
         if key in config:
             lines.append(f"- **{key}**: {_fmt(config[key])}")
+    architecture = config.get("model") if isinstance(config.get("model"), dict) else {}
+    shape = ", ".join(f"{k}={architecture[k]}" for k in _ARCHITECTURE_KEYS if k in architecture)
+    if shape:
+        lines.append(f"- **architecture**: {shape}")
     for key in ("num_params", "tokens", "steps"):
         if key in training_metrics and key not in config:
             lines.append(f"- **{key}**: {_fmt(training_metrics[key])}")

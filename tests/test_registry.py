@@ -16,7 +16,8 @@ from tests.gcs import fake_gcs, gcs_bucket  # noqa: F401
 def make_model_dir(path, name: str) -> str:
     path.mkdir(parents=True)
     (path / "model.safetensors").write_bytes(name.encode() * 100)
-    (path / "config.json").write_text(json.dumps({"preset": name, "tasks": ["play", "add"], "mtp_depth": 2}))
+    (path / "config.json").write_text(json.dumps({"preset": name, "tasks": ["play", "add"], "mtp_depth": 2,
+                                                        "model": {"n_layer": 2, "n_embd": 32}}))
     (path / "metrics.json").write_text(json.dumps(
         {"preset": name, "num_params": 1234, "tokens": 10, "steps": 5,
          "tasks": {"play": {"mrr": 0.1, "recall@10": 0.2, "ndcg@10": 0.15, "loss": 3.0, "n": 7}}}))
@@ -59,7 +60,7 @@ def test_first_promotion_publishes_model_and_pointer(registry_uri, tmp_path):
     assert published == ["MODEL_CARD.md", "config.json", "metrics.json", "model.safetensors", "published.json"]
     assert storage.read_bytes(storage.join(pointer["model_uri"], "model.safetensors")) == b"small" * 100
     card = storage.read_text(storage.join(pointer["model_uri"], "MODEL_CARD.md"))
-    assert "run run-1" in card and "first promotion" in card and "| play | 0 | all | mrr | 0.3000" in card
+    assert "run run-1" in card and "first promotion" in card and "n_layer=2, n_embd=32" in card and "| play | 0 | all | mrr | 0.3000" in card
 
 
 def test_promote_then_rollback_round_trip(registry_uri, tmp_path):

@@ -104,6 +104,7 @@ def test_diagnose_model_dirs_writes_json_png_html(tmp_path):
     assert saved["verdicts"] == result["verdicts"]
     assert result["verdicts"]["play"]["verdict"] == "headroom"
     assert result["verdicts"]["add"]["verdict"] in ("saturated", "headroom")
+    assert result["summary"]["add"]["alpha"] < result["summary"]["play"]["alpha"]  # planted 0.05 vs 0.35
     fits = {(f["task"], f["quantity"]): f for f in saved["fits"]}
     assert set(fits) == {("play", "metric"), ("play", "loss"), ("add", "metric"), ("add", "loss")}
     play = fits[("play", "metric")]

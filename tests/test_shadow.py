@@ -296,3 +296,44 @@ def test_config_validation():
         ShadowConfig(delays=(0, 1), primary_delay=2)
     assert ShadowConfig(delays=(1, 2)).delay_for_decision == 1
     assert math.isclose(ShadowConfig().confidence, 0.95)
+
+
+# --- with a real (untrained) model folder ---------------------------------------------------------------
+def tiny_model_dir(path, sequences_root) -> str:
+    """An untrained model folder in the training step's format (safetensors + config.json + vocabulary)."""
+    import dataclasses
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from genrec.data import read_vocabulary
+    from genrec.model import GenerativeRecommender, ModelConfig
+
+    vocab = read_vocabulary(sequences_root)
+    config = ModelConfig(num_items=len(vocab), num_tasks=1, max_len=20)
+    model = GenerativeRecommender(config)
+    os.makedirs(path)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(path, "model.safetensors"))
+    with open(os.path.join(path, "config.json"), "w") as fh:
+        json.dump({"preset": "tiny", "model": dataclasses.asdict(config), "tasks": ["play"], "mtp_depth": 0,
+                   "description": "untrained tiny transformer"}, fh)
+    shutil.copyfile(os.path.join(sequences_root, "vocabulary.parquet"), os.path.join(path, "vocabulary.parquet"))
+    return str(path)
+
+
+def test_real_model_folder_against_popularity_and_broken_champion(tmp_path):
+    root = chain_data(tmp_path / "data", users=20)
+    model = tiny_model_dir(tmp_path / "model", root)
+    config = ShadowConfig(n_resamples=50)
+    result = shadow_evaluate(root, model, str(tmp_path / "o1"), config)
+    assert result["baseline_kind"] == "popularity" and "popularity" in result["baseline"]
+    assert result["candidate"] == "untrained tiny transformer" and result["n_requests"] > 0
+    assert result["decision"] in ("promote", "hold") and result["rows"]
+    champion = tmp_path / "champion"
+    champion.mkdir()
+    (champion / "published.json").write_text(json.dumps({"run_id": "run-7"}))
+    broken = shadow_evaluate(root, model, str(tmp_path / "o2"), config, baseline_dir=str(champion))
+    assert broken["decision"] == "hold" and "baseline (champion)" in broken["reasons"][0]
+    assert broken["baseline_run_id"] == "run-7"
+    same = shadow_evaluate(root, model, str(tmp_path / "o3"), config, baseline_dir=model)
+    assert same["decision"] == "hold" and same["primary"]["diff"] == 0.0  # a model never beats itself
