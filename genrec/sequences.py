@@ -347,6 +347,7 @@ def finalize(summary: ShardSummary, bounds: Boundaries | None, spec: SourceSpec,
 # --- running it ------------------------------------------------------------------------------------------
 def _prepare(events_uri: str, out_dir: str, titles_uri: str | None) -> tuple[SourceSpec, list[ReadUnit]]:
     """Resolve the input and plan units on the driver; clear outputs of an earlier run."""
+    files.use_anonymous_gcs_for_emulator()  # STORAGE_EMULATOR_HOST may have been set after import
     spec = resolve(events_uri, titles_uri)
     units = plan_units(list(spec.event_files))
     for folder in (*SPLITS, DEAD_LETTER_DIR):
