@@ -20,7 +20,7 @@ import logging
 import re
 import time
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from collections import Counter
 from typing import Iterable, Iterator, Sequence
 
@@ -32,8 +32,8 @@ import pyarrow.parquet as pq
 from genrec import statistics as stats_mod
 from genrec.errors import ConfigError, GenrecError, InputError
 from genrec.events import (
-    DEAD_LETTER_DIR, EVENT_TYPE, EXTRACT_METRICS_FILE, ITEM_ID, MASK_INDEX, NUM_RESERVED, SEQUENCE_SCHEMA, SPLITS,
-    TIMESTAMP, TITLES_FILE, UNK_INDEX, USER_ID, VOCAB_FILE, VOCAB_SCHEMA, WEIGHT,
+    DEAD_LETTER_DIR, EVENT_TYPE, EXTRACT_METRICS_FILE, ITEM_ID, NUM_RESERVED, SEQUENCE_SCHEMA, SPLITS, TIMESTAMP,
+    TITLES_FILE, UNK_INDEX, USER_ID, VOCAB_FILE, VOCAB_SCHEMA, WEIGHT,
 )
 from genrec.sources import files
 from genrec.sources.layout import SourceSpec, resolve
@@ -43,7 +43,6 @@ from genrec.sources.units import ReadUnit, plan_units, read_unit
 
 log = logging.getLogger(__name__)
 DAY = 86_400
-_ = MASK_INDEX  # reserved ids come from genrec.events; items start at NUM_RESERVED
 
 
 @dataclass(frozen=True)
@@ -59,6 +58,7 @@ class ExtractConfig:
     far_future_slack_days: float = 2.0  # timestamps later than now + slack are dead-lettered
     now: int | None = None  # reference time for the far-future rule (epoch s); None = wall clock
     top_items: int = 20  # items listed in summary.html and the statistics
+    text_chunk_mb: float = 64.0  # text/JSONL files are read in chunks of this size (Parquet: per row group)
 
     def __post_init__(self) -> None:
         if self.shadow_days <= 0 or self.validation_days < 0:
@@ -147,16 +147,20 @@ class ShardSummary:
     split_events: Counter = field(default_factory=Counter)
     lengths: dict = field(default_factory=dict)  # split -> Counter(sequence length -> users)
     items: pa.Table | None = None  # item_id, count (train window), total, first_seen
+    chunks: list = field(default_factory=list)  # (path, byte_start, owned lines, dead-letter file or None)
     event_stats: stats_mod.EventStats = field(default_factory=stats_mod.EventStats)
 
     def merge(self, other: "ShardSummary") -> "ShardSummary":
         items = [t for t in (self.items, other.items) if t is not None]
         lengths = {s: self.lengths.get(s, Counter()) + other.lengths.get(s, Counter()) for s in set(self.lengths) | set(other.lengths)}
         return ShardSummary(
-            self.shards | other.shards, self.input_rows + other.input_rows, self.dead_letter + other.dead_letter,
-            self.dropped + other.dropped, self.derived_read + other.derived_read, self.derived_events + other.derived_events,
-            self.output_events + other.output_events, self.users + other.users, self.split_events + other.split_events,
-            lengths, pa.concat_tables(items) if items else None, self.event_stats.merge(other.event_stats),
+            shards=self.shards | other.shards, input_rows=self.input_rows + other.input_rows,
+            dead_letter=self.dead_letter + other.dead_letter, dropped=self.dropped + other.dropped,
+            derived_read=self.derived_read + other.derived_read, derived_events=self.derived_events + other.derived_events,
+            output_events=self.output_events + other.output_events, users=self.users + other.users,
+            split_events=self.split_events + other.split_events, lengths=lengths,
+            items=pa.concat_tables(items) if items else None, chunks=self.chunks + other.chunks,
+            event_stats=self.event_stats.merge(other.event_stats),
         )
 
 
@@ -269,12 +273,35 @@ def read_and_partition(unit: ReadUnit, unit_index: int, config: ExtractConfig, l
                        ) -> tuple[list[tuple[int, pa.Table]], ShardSummary]:
     """Read one unit, write its dead letters, return its events split by user shard and its counts."""
     result = read_unit(unit, limits, config.like_threshold)
+    dead_path = None
     if result.dead.num_rows:
-        lines = "\n".join(json.dumps(row, ensure_ascii=False) for row in result.dead.to_pylist()) + "\n"
-        files.write_bytes(files.join(out_dir, DEAD_LETTER_DIR, f"part-{unit_index:05d}.jsonl"), lines.encode("utf-8"))
+        dead_path = files.join(out_dir, DEAD_LETTER_DIR, f"part-{unit_index:05d}.jsonl")
+        files.write_bytes(dead_path, _jsonl(result.dead.to_pylist()))
     summary = ShardSummary(input_rows=result.input_rows, derived_read=result.derived_events,
-                           dead_letter=Counter(result.dead.column("reason").to_pylist()))
+                           dead_letter=Counter(result.dead.column("reason").to_pylist()),
+                           chunks=[(unit.path, unit.byte_start, result.owned_lines, dead_path)])
     return list(partition_by_shard(result.events, config.num_shards)), summary
+
+
+def _jsonl(rows: list[dict]) -> bytes:
+    return ("\n".join(json.dumps(row, ensure_ascii=False) for row in rows) + "\n").encode("utf-8")
+
+
+def renumber_dead_letters(chunks: list[tuple[str, int, int, str | None]]) -> None:
+    """Later chunks of a text file number lines from 1; once every chunk's line count is known, shift
+    their dead letters' line numbers to lines of the whole file (dead letters are few: cheap)."""
+    by_file: dict[str, list[tuple[int, int, str | None]]] = {}
+    for path, start, owned, dead_path in chunks:
+        by_file.setdefault(path, []).append((start, owned, dead_path))
+    for parts in by_file.values():
+        before = 0
+        for start, owned, dead_path in sorted(parts):
+            if start > 0 and dead_path:
+                rows = [json.loads(line) for line in files.read_bytes(dead_path).decode("utf-8").splitlines() if line]
+                for row in rows:
+                    row["line"] += before
+                files.write_bytes(dead_path, _jsonl(rows))
+            before += owned
 
 
 # --- the final step ----------------------------------------------------------------------------------------
@@ -311,6 +338,7 @@ def finalize(summary: ShardSummary, bounds: Boundaries | None, spec: SourceSpec,
         "num_shards": config.num_shards,
         "max_len": config.max_len,
     }
+    renumber_dead_letters(summary.chunks)
     files.write_bytes(files.join(out_dir, DEAD_LETTER_DIR, "reasons.json"), json.dumps(metrics["dead_letter"], indent=1).encode())
     if bounds is None or summary.items is None or summary.output_events == 0:
         metrics.update(items=0, vocabulary_size=0, cold_start_items=0, titles=0)
@@ -345,11 +373,12 @@ def finalize(summary: ShardSummary, bounds: Boundaries | None, spec: SourceSpec,
 
 
 # --- running it ------------------------------------------------------------------------------------------
-def _prepare(events_uri: str, out_dir: str, titles_uri: str | None) -> tuple[SourceSpec, list[ReadUnit]]:
+def _prepare(events_uri: str, out_dir: str, titles_uri: str | None, config: ExtractConfig) -> tuple[SourceSpec, list[ReadUnit]]:
     """Resolve the input and plan units on the driver; clear outputs of an earlier run."""
     files.use_anonymous_gcs_for_emulator()  # STORAGE_EMULATOR_HOST may have been set after import
     spec = resolve(events_uri, titles_uri)
-    units = plan_units(list(spec.event_files))
+    units = plan_units(list(spec.event_files), int(config.text_chunk_mb * (1 << 20)))
+    log.info("extract: %d read units from %s (%s)", len(units), events_uri, spec.kind)
     for folder in (*SPLITS, DEAD_LETTER_DIR):
         files.delete_folder(files.join(out_dir, folder))
     return spec, units
@@ -369,7 +398,7 @@ def _check_result(metrics: dict, events_uri: str) -> dict:
 def extract_sequences_local(events_uri: str, out_dir: str, config: ExtractConfig = ExtractConfig(),
                             titles_uri: str | None = None) -> dict:
     """The same extraction in one process with pyarrow only (no Beam): the benchmark's reference."""
-    spec, units = _prepare(events_uri, out_dir, titles_uri)
+    spec, units = _prepare(events_uri, out_dir, titles_uri, config)
     limits = config.row_limits()
     total = ShardSummary()
     by_shard: dict[int, list[pa.Table]] = {}
@@ -462,7 +491,7 @@ def extract_sequences(events_uri: str, out_dir: str, config: ExtractConfig = Ext
     """Runs the Beam pipeline; returns the metrics dict also written to out_dir/extract_metrics.json."""
     import apache_beam as beam
 
-    spec, units = _prepare(events_uri, out_dir, titles_uri)
+    spec, units = _prepare(events_uri, out_dir, titles_uri, config)
     limits = config.row_limits()
     try:
         with beam.Pipeline(options=_pipeline_options(beam_args)) as pipeline:
@@ -495,4 +524,3 @@ def extract_sequences(events_uri: str, out_dir: str, config: ExtractConfig = Ext
 
 
 __all__ = ["Boundaries", "ExtractConfig", "extract_sequences", "extract_sequences_local", "build_shard", "vocabulary"]
-_ = (asdict, EVENT_TYPE, WEIGHT)

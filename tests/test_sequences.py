@@ -105,6 +105,12 @@ def test_conservation_dead_letters_and_duplicates(tmp_path):
     assert {d["reason"] for d in dead} == set(metrics["dead_letter"])
     assert json.load(open(os.path.join(out, DEAD_LETTER_DIR, "reasons.json"))) == metrics["dead_letter"]
 
+    chunked = run(os.path.join(DATA, "bad_csv"), out + "-chunked", beam=True, text_chunk_mb=30 / (1 << 20))
+    assert chunked == metrics  # 30-byte chunks: dead-letter lines are renumbered to lines of the file
+    dead_chunked = [json.loads(line) for p in glob.glob(os.path.join(out + "-chunked", DEAD_LETTER_DIR, "part-*.jsonl"))
+                    for line in open(p)]
+    assert sorted((d["line"], d["raw"]) for d in dead_chunked) == sorted((d["line"], d["raw"]) for d in dead)
+
     ml = run(os.path.join(DATA, "mlcsv"), out)  # derived likes are events, not rows
     assert ml["input_rows"] == ml["rows_used"] == 5 and ml["derived_events"] == 3 and ml["output_events"] == 8
 

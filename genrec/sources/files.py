@@ -83,6 +83,43 @@ def read_bytes(uri: str) -> bytes:
         raise InputError(f"{uri}: cannot read file ({type(exc).__name__}: {exc})") from None
 
 
+def size(uri: str) -> int:
+    """Size of a file in bytes."""
+    try:
+        return int(FileSystems.match([uri])[0].metadata_list[0].size_in_bytes)
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{uri}: cannot stat file ({type(exc).__name__}: {exc})") from None
+
+
+def first_line(uri: str) -> bytes:
+    """The first line of a file, with its newline (a header to prepend to later chunks)."""
+    with open_seekable(uri) as handle:
+        return handle.readline()
+
+
+def read_owned_lines(uri: str, start: int, end: int) -> tuple[int, bytes]:
+    """(offset, bytes) of the lines whose first byte lies in [start, end) (end < 0: to the end of file).
+
+    Chunks cut at arbitrary byte offsets therefore own disjoint, complete lines: a chunk skips the
+    line already under way at `start` and finishes the line under way at `end`.
+    """
+    try:
+        with FileSystems.open(uri, compression_type="uncompressed") as handle:
+            if start > 0:
+                handle.seek(start - 1)
+                if handle.read(1) != b"\n":
+                    handle.readline()  # the line under way belongs to the previous chunk
+            begin = handle.tell()
+            if end < 0:
+                return begin, handle.read()
+            data = handle.read(max(end - begin, 0))
+            if data and not data.endswith(b"\n"):
+                data += handle.readline()
+            return begin, data
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{uri}: cannot read bytes {start}-{end} ({type(exc).__name__}: {exc})") from None
+
+
 def open_seekable(uri: str) -> io.IOBase:
     """A seekable binary handle (Parquet footers need random access)."""
     try:

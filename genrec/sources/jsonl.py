@@ -21,11 +21,13 @@ def _cell(value: object) -> tuple[str | None, bool]:
     return str(value), True
 
 
-def read_jsonl_rows(data: bytes, fmt: EventFormat) -> tuple[dict[str, pa.Array], np.ndarray, np.ndarray, list[tuple[int, str, str]], TextLines]:
-    """Parse JSONL bytes.
+def read_jsonl_rows(
+    data: bytes, fmt: EventFormat, base_offset: int = 0,
+) -> tuple[dict[str, pa.Array], np.ndarray, np.ndarray, np.ndarray, list[tuple[int, str, str]], TextLines]:
+    """Parse JSONL bytes (a file, or a chunk of whole lines starting at byte `base_offset`).
 
-    Returns (string column per source column of `fmt`, line numbers [n] int64, preset reasons [n] object,
-    bad lines as (line, reason, text), the file's TextLines).
+    Returns (string column per source column of `fmt`, line numbers [n] int64, byte positions [n] int64,
+    preset reasons [n] object, bad lines as (line, reason, text), the chunk's TextLines).
     """
     lines = TextLines(data)
     wanted = [c for c in (fmt.user, fmt.item, fmt.timestamp, fmt.event_type, fmt.weight) if c]
@@ -33,6 +35,8 @@ def read_jsonl_rows(data: bytes, fmt: EventFormat) -> tuple[dict[str, pa.Array],
     line_numbers: list[int] = []
     preset: list[str | None] = []
     bad: list[tuple[int, str, str]] = []
+    # Chunks always end at a newline unless they reach the end of the file: so an unterminated last
+    # line is the file's last line, cut short.
     last_line_unterminated = len(data) > 0 and not data.endswith(b"\n")
     for index in np.flatnonzero(~lines.blank):
         number = int(index) + 1
@@ -60,4 +64,6 @@ def read_jsonl_rows(data: bytes, fmt: EventFormat) -> tuple[dict[str, pa.Array],
         line_numbers.append(number)
         preset.append(reason)
     arrays = {c: pa.array(v, pa.string()) for c, v in values.items()}
-    return arrays, np.array(line_numbers, dtype=np.int64), np.array(preset, dtype=object), bad, lines
+    numbers = np.array(line_numbers, dtype=np.int64)
+    positions = base_offset + lines.starts[numbers - 1] if len(numbers) else np.zeros(0, np.int64)
+    return arrays, numbers, positions.astype(np.int64), np.array(preset, dtype=object), bad, lines

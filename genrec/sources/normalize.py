@@ -18,7 +18,10 @@ import pyarrow.compute as pc
 
 from genrec.events import DEFAULT_EVENT_TYPE, EVENT_TYPE, ITEM_ID, TIMESTAMP, USER_ID, WEIGHT
 
-ORDER = "_order"  # int64: (file index << 41) | (row ordinal << 1) | derived; the stable tie-breaker
+# int64 stable tie-breaker: (file index << 41) | (row position << 1) | derived, where a row's position is
+# its line's byte offset (text, JSONL: known without counting lines, so files can be read in chunks)
+# or its row index (Parquet).
+ORDER = "_order"
 DERIVED_BIT = 1
 ROW_SHIFT = 1
 FILE_SHIFT = 41
@@ -72,6 +75,7 @@ class RawColumns:
     preset_reason: np.ndarray | None = None
     weight_name: str = WEIGHT  # the source column's name, used in reason strings (e.g. "rating")
     weight_required: bool = False
+    positions: np.ndarray | None = None  # [n] int64 order positions; None: use `lines`
 
 
 class _Reasons:
@@ -243,7 +247,8 @@ def normalize(raw: RawColumns, *, file_index: int, source: str, limits: RowLimit
     weights = _weight_column(raw, n, reasons)
     ok = reasons.ok
     keep = pa.array(ok)
-    order = (np.int64(file_index) << FILE_SHIFT) | (raw.lines.astype(np.int64) << ROW_SHIFT)
+    positions = raw.lines if raw.positions is None else raw.positions
+    order = (np.int64(file_index) << FILE_SHIFT) | (positions.astype(np.int64) << ROW_SHIFT)
     events = pa.table(
         {
             USER_ID: pc.filter(users, keep),

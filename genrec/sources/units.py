@@ -31,6 +31,12 @@ class ReadUnit:
     format_name: str
     row_group: int = -1  # Parquet only
     row_offset: int = 0  # Parquet only: rows in earlier row groups of the same file
+    byte_start: int = 0  # text/JSONL only: this chunk owns the lines starting in [byte_start, byte_end)
+    byte_end: int = -1  # -1: to the end of the file
+
+    @property
+    def is_first_chunk(self) -> bool:
+        return self.byte_start == 0
 
     @property
     def format(self) -> EventFormat:
@@ -42,9 +48,10 @@ class UnitResult:
     """Events [EVENTS_WITH_ORDER], dead letters [DEAD_LETTER_SCHEMA] and how many rows were read."""
 
     events: pa.Table
-    dead: pa.Table
+    dead: pa.Table  # `line` is within the file for a first chunk, within the chunk for later ones
     input_rows: int
     derived_events: int
+    owned_lines: int = 0  # lines of a text/JSONL chunk, to turn later chunks' line numbers into file lines
 
 
 def _check_columns(path: str, present: list[str], fmt: EventFormat) -> None:
@@ -58,8 +65,19 @@ def _read_header(path: str) -> bytes:
         return handle.read(_HEADER_PROBE_BYTES)
 
 
-def plan_units(event_files: list[tuple[str, str]]) -> list[ReadUnit]:
-    """(path, format name) pairs -> units, after checking each file's columns (InputError if absent)."""
+def _chunks(index: int, path: str, format_name: str, chunk_bytes: int) -> list[ReadUnit]:
+    total = files.size(path)
+    if chunk_bytes <= 0 or total <= chunk_bytes:
+        return [ReadUnit(index, path, format_name)]
+    cuts = list(range(0, total, chunk_bytes))
+    return [ReadUnit(index, path, format_name, byte_start=a, byte_end=(b if b < total else -1))
+            for a, b in zip(cuts, cuts[1:] + [total])]
+
+
+def plan_units(event_files: list[tuple[str, str]], chunk_bytes: int = 64 << 20) -> list[ReadUnit]:
+    """(path, format name) pairs -> units, after checking each file's columns (InputError if absent).
+
+    Parquet files give one unit per row group; text and JSONL files one unit per `chunk_bytes`."""
     units: list[ReadUnit] = []
     for index, (path, format_name) in enumerate(event_files):
         fmt = FORMATS[format_name]
@@ -78,9 +96,9 @@ def plan_units(event_files: list[tuple[str, str]]) -> list[ReadUnit]:
                 offset += meta.row_group(group).num_rows
         elif fmt.container == "text":
             _check_columns(path, header_columns(_read_header(path), fmt, path), fmt)
-            units.append(ReadUnit(index, path, format_name))
+            units.extend(_chunks(index, path, format_name, chunk_bytes))
         else:
-            units.append(ReadUnit(index, path, format_name))  # JSONL: a missing key is a per-row problem
+            units.extend(_chunks(index, path, format_name, chunk_bytes))  # JSONL: a missing key is a row problem
     return units
 
 
@@ -108,6 +126,7 @@ def read_unit(unit: ReadUnit, limits: RowLimits, like_threshold: float) -> UnitR
     """Read one unit into canonical events; bad rows become dead letters, never exceptions."""
     fmt = unit.format
     pre_dead: list[tuple[int, str, str]] = []
+    owned_lines = 0
     if fmt.container == "parquet":
         try:
             with files.open_seekable(unit.path) as handle:
@@ -124,12 +143,20 @@ def read_unit(unit: ReadUnit, limits: RowLimits, like_threshold: float) -> UnitR
 
         raw = _raw_from_table(table, fmt, lines, parquet_row)
     elif fmt.container == "text":
-        table, lines, pre_dead, text_lines = read_text_rows(files.read_bytes(unit.path), fmt, unit.path)
-        raw = _raw_from_table(table, fmt, lines, lambda i: text_lines.text(int(lines[i]), fmt.encoding))
+        base, data = files.read_owned_lines(unit.path, unit.byte_start, unit.byte_end)
+        header = files.first_line(unit.path) if fmt.header and not unit.is_first_chunk else b""
+        rows = read_text_rows(data, fmt, unit.path, header, base)
+        pre_dead, owned_lines = rows.bad, rows.owned_lines
+        raw = _raw_from_table(rows.table, fmt, rows.lines,
+                              lambda i: rows.text_lines.text(int(rows.lines[i]) + rows.line_offset, fmt.encoding))
+        raw.positions = rows.positions
     else:
-        columns, lines, preset, pre_dead, text_lines = read_jsonl_rows(files.read_bytes(unit.path), fmt)
+        base, data = files.read_owned_lines(unit.path, unit.byte_start, unit.byte_end)
+        columns, lines, positions, preset, pre_dead, text_lines = read_jsonl_rows(data, fmt, base)
+        owned_lines = len(text_lines)
         raw = _raw_from_table(pa.table(columns) if columns else pa.table({}), fmt, lines,
                               lambda i: text_lines.text(int(lines[i])), preset)
+        raw.positions = positions
     events, dead = normalize(raw, file_index=unit.file_index, source=unit.path, limits=limits)
     if pre_dead:
         dead = pa.concat_tables([dead_letters(unit.path, pre_dead), dead]).sort_by("line")
@@ -138,4 +165,5 @@ def read_unit(unit: ReadUnit, limits: RowLimits, like_threshold: float) -> UnitR
         likes = derive_likes(events, like_threshold)
         derived = likes.num_rows
         events = pa.concat_tables([events, likes])
-    return UnitResult(events=events, dead=dead, input_rows=len(lines) + len(pre_dead), derived_events=derived)
+    return UnitResult(events=events, dead=dead, input_rows=len(raw.lines) + len(pre_dead), derived_events=derived,
+                      owned_lines=owned_lines)
