@@ -188,10 +188,13 @@ def read_titles(title_files: tuple[str, ...], tag_files: tuple[str, ...] = ()) -
     return _rows_to_table(rows)
 
 
-def complete_titles(titles: pa.Table, item_ids: list[str]) -> pa.Table:
+def complete_titles(titles: pa.Table, item_ids: pa.Array | list[str]) -> pa.Table:
     """Add a row with null metadata for every item with events but no title row; sort by item_id."""
-    known = set(titles.column(ITEM_ID).to_pylist())
-    missing = [i for i in item_ids if i not in known]
-    extra = pa.Table.from_pylist([{ITEM_ID: i, "genres": [], "tags": []} for i in missing], schema=TITLE_SCHEMA)
+    items = pa.array(item_ids, pa.string()) if isinstance(item_ids, list) else item_ids
+    missing = items.filter(pc.invert(pc.is_in(items, value_set=titles.column(ITEM_ID).combine_chunks())))
+    empty_lists = pa.array([[]] * len(missing), pa.list_(pa.string()))
+    extra = pa.table({ITEM_ID: missing, "title": pa.nulls(len(missing), pa.string()), "genres": empty_lists,
+                      "tags": empty_lists, "description": pa.nulls(len(missing), pa.string()),
+                      "launch_date": pa.nulls(len(missing), pa.int64())}, schema=TITLE_SCHEMA)
     table = pa.concat_tables([titles, extra])
     return table.take(pc.sort_indices(table, [(ITEM_ID, "ascending")]))
