@@ -503,6 +503,9 @@ def _pipeline_options(beam_args: Sequence[str]):
     args = list(beam_args)
     if not any(a.startswith("--runner") for a in args):
         args = ["--runner=DirectRunner", *args]
+    wants_workers = any(a.startswith("--direct_num_workers") for a in args)
+    if wants_workers and not any(a.startswith("--direct_running_mode") for a in args):
+        args.append("--direct_running_mode=multi_processing")  # in_memory mode ignores the worker count
     return PipelineOptions(args)
 
 

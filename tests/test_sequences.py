@@ -186,6 +186,16 @@ def test_no_usable_rows_and_bad_settings_raise_one_line_errors(tmp_path):
         run(str(tmp_path / "missing"), str(tmp_path / "out"))
 
 
+def test_a_file_failing_inside_a_beam_worker_surfaces_as_one_input_error(tmp_path):
+    rows = [(f"u{i}", f"i{i}", T + i) for i in range(20_000)]
+    path = os.path.join(write_events(tmp_path / "in", rows), "events.parquet")
+    data = bytearray(open(path, "rb").read())
+    data[200: len(data) // 2] = b"\x55" * (len(data) // 2 - 200)  # data pages garbled, footer intact
+    open(path, "wb").write(bytes(data))
+    with pytest.raises(InputError, match=r"events\.parquet: cannot read row group 0 \(OSError: .*\)$"):
+        run(str(tmp_path / "in"), str(tmp_path / "out"), beam=True)
+
+
 @pytest.mark.skipif(not os.path.exists(ML_LATEST_SMALL), reason="shared MovieLens copy not present")
 def test_ml_latest_small_counts(tmp_path):
     metrics = extract_sequences(ML_LATEST_SMALL, str(tmp_path / "out"))

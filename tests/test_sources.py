@@ -192,3 +192,15 @@ def test_text_files_read_in_byte_chunks_give_the_same_rows(folder):
     assert sum(p.owned_lines for p in parts) == whole[0].owned_lines
     reasons = sorted(r for p in parts for r in p.dead.column("reason").to_pylist())
     assert reasons == sorted(whole[0].dead.column("reason").to_pylist())
+
+
+def test_arrow_timestamp_and_date_columns_become_epoch_seconds(tmp_path):
+    stamps = pa.array([1_600_000_000_123, 1_600_000_001_999, None], pa.timestamp("ms", tz="UTC"))
+    pq.write_table(pa.table({"user_id": ["u", "u", "u"], "item_id": ["a", "b", "c"], "timestamp": stamps}),
+                   tmp_path / "events.parquet")
+    _, events, dead, _, _ = read_all(str(tmp_path))
+    assert events.column("timestamp").to_pylist() == [1_600_000_000, 1_600_000_001]
+    assert dead.column("reason").to_pylist() == ["missing_field:timestamp"]
+    pq.write_table(pa.table({"user_id": ["u"], "item_id": ["a"], "timestamp": pa.array([18_500], pa.date32())}),
+                   tmp_path / "events.parquet")
+    assert read_all(str(tmp_path))[1].column("timestamp").to_pylist() == [18_500 * 86_400]

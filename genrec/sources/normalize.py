@@ -146,13 +146,30 @@ def _parse_iso(values: list[str]) -> dict[str, int | None]:
     return out
 
 
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def _epoch_seconds(arr: pa.Array) -> pa.Array:
+    """Arrow timestamp/date column -> int64 epoch seconds (floored; sub-second parts dropped)."""
+    if pa.types.is_date32(arr.type):
+        return pc.multiply(arr.cast(pa.int32()).cast(pa.int64()), 86_400)
+    if pa.types.is_date64(arr.type):
+        ticks, per_second = arr.cast(pa.int64()), 1_000
+    else:
+        ticks, per_second = arr.cast(pa.int64()), _PER_SECOND[arr.type.unit]
+    values = ticks.to_numpy(zero_copy_only=False)
+    floored = np.floor_divide(np.nan_to_num(values.astype(np.float64)).astype(np.int64) if values.dtype.kind == "f"
+                              else values, per_second)
+    return pa.array(floored, pa.int64(), mask=~_mask(pc.is_valid(ticks)))
+
+
 def _timestamp_column(arr: pa.Array, reasons: _Reasons, limits: RowLimits) -> np.ndarray:
     """Any supported timestamp column -> int64 epoch seconds (0 where the row is already bad)."""
     n = len(arr)
     seconds = np.zeros(n, dtype=np.int64)
     arr = _to_utf8(arr, TIMESTAMP, reasons)
     if pa.types.is_timestamp(arr.type) or pa.types.is_date(arr.type):
-        arr = arr.cast(pa.timestamp("s", tz=arr.type.tz if pa.types.is_timestamp(arr.type) else None)).cast(pa.int64())
+        arr = _epoch_seconds(arr)
     if pa.types.is_integer(arr.type):
         valid = _mask(pc.is_valid(arr))
         reasons.flag(~valid, f"missing_field:{TIMESTAMP}")
