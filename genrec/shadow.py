@@ -539,8 +539,10 @@ def shadow_evaluate(
             return _finish(_hold(f"baseline (champion) {baseline_dir} could not be loaded: {type(err).__name__}: {err}",
                                  baseline=f"champion at {baseline_dir} (unloadable)", baseline_kind="champion",
                                  baseline_run_id=_published_run_id(baseline_dir), **info), out_dir)
-        info.update(baseline_kind="champion", baseline_run_id=_published_run_id(baseline_dir),
-                    baseline=f"champion: {baseline.description or baseline_dir}")
+        run_id = _published_run_id(baseline_dir)
+        info.update(baseline_kind="champion", baseline_run_id=run_id,
+                    baseline=f"champion run {run_id}" if run_id else f"champion model at {baseline_dir}",
+                    baseline_description=baseline.description)
     else:
         try:
             baseline = PopularityRecommender.from_sequences(sequences_dir, config.recent_days)

@@ -12,7 +12,6 @@ the memory backend ran 80 rounds clean).
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 import urllib.error

@@ -1,7 +1,6 @@
 """Popularity baseline: per-task counts over the (recent) train window."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from genrec.baselines import PopularityRecommender

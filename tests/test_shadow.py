@@ -14,7 +14,7 @@ from genrec.baselines import PopularityRecommender
 from genrec.errors import ConfigError
 from genrec.events import SEQUENCE_SCHEMA, VOCAB_SCHEMA
 from genrec.metrics import paired_bootstrap
-from genrec.recommender import History, Recommender
+from genrec.recommender import Recommender
 from genrec.shadow import (ShadowConfig, Window, build_requests, decide, paired_user_bootstrap,
                            shadow_evaluate, shadow_evaluate_recommenders)
 
@@ -337,3 +337,5 @@ def test_real_model_folder_against_popularity_and_broken_champion(tmp_path):
     assert broken["baseline_run_id"] == "run-7"
     same = shadow_evaluate(root, model, str(tmp_path / "o3"), config, baseline_dir=model)
     assert same["decision"] == "hold" and same["primary"]["diff"] == 0.0  # a model never beats itself
+    assert same["baseline_kind"] == "champion" and same["baseline"] == f"champion model at {model}"
+    assert same["baseline_description"] == "untrained tiny transformer"
