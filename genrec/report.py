@@ -287,6 +287,8 @@ def _e(value) -> str:
 
 def _fmt(value) -> str:
     if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:  # counts and epoch seconds stay whole
+            return str(int(value))
         return f"{value:.6g}"
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True)[:300]
@@ -346,8 +348,16 @@ def _render_file(path: str, kind: str, label: str) -> str:
     return f"<pre>{_e(text)}</pre>"
 
 
-def _render_folder(path: str, label: str) -> str:
-    """A Model/Dataset folder: its files with sizes; its PNG plots and HTML/Markdown reports inlined."""
+def _digest(path: str) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _render_folder(path: str, label: str, shown_reports: frozenset = frozenset()) -> str:
+    """A Model/Dataset folder: its files with sizes; its PNG plots and HTML/Markdown reports inlined
+    (a report identical to one of the step's own artifacts, `shown_reports` by digest, is not repeated)."""
     files = []
     for folder, dirs, names in os.walk(path):
         dirs.sort()
@@ -365,12 +375,13 @@ def _render_folder(path: str, label: str) -> str:
         if kind == "image" and shown < MAX_IMAGES_PER_FOLDER:
             parts.append(f"<h4>{_e(os.path.relpath(f, path))}</h4>{_image(f, label)}")
             shown += 1
-        elif kind in ("html", "markdown") and lowered.endswith((".html", ".htm", ".md")):
+        elif kind in ("html", "markdown") and lowered.endswith((".html", ".htm", ".md")) \
+                and os.path.getsize(f) <= MAX_REPORT_BYTES and _digest(f) not in shown_reports:
             parts.append(f"<h4>{_e(os.path.relpath(f, path))}</h4>{_render_file(f, kind, label)}")
     return "".join(parts)
 
 
-def _render_artifact(artifact: ArtifactView) -> str:
+def _render_artifact(artifact: ArtifactView, shown_reports: frozenset = frozenset()) -> str:
     if artifact.kind == "metrics":
         return ""  # shown in the step's metrics table
     title = f"<h3>{_e(artifact.name)} <span class='muted'>{_e(artifact.kind)}</span></h3>"
@@ -379,7 +390,7 @@ def _render_artifact(artifact: ArtifactView) -> str:
     if artifact.kind == "missing":
         body = '<p class="muted">no file written</p>'
     elif artifact.kind == "folder":
-        body = _render_folder(artifact.path, artifact.name)
+        body = _render_folder(artifact.path, artifact.name, shown_reports)
     else:
         body = _render_file(artifact.path, artifact.kind, artifact.name)
     return f'<div class="artifact">{title}{meta}{body}</div>'
@@ -398,7 +409,9 @@ def _render_task(task: TaskView) -> str:
         parts.append(_table(task.metrics, "Metrics"))
     if task.parameters:
         parts.append(_table(task.parameters, "Output parameters"))
-    parts += [_render_artifact(a) for a in task.artifacts]
+    reports = frozenset(_digest(a.path) for a in task.artifacts
+                        if a.kind in ("html", "markdown") and os.path.isfile(a.path))
+    parts += [_render_artifact(a, reports) for a in task.artifacts]
     parts.append("</section>")
     return "".join(parts)
 

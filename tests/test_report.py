@@ -217,3 +217,21 @@ def test_with_the_compiled_pipeline_skipped_steps_are_listed(runs, tmp_path):
     with pytest.raises(InputError, match="values.yaml: not a compiled KFP pipeline"):
         (tmp_path / "values.yaml").write_text("a: 1\n")
         build_report(runs[0], str(tmp_path / "x.html"), package_path=str(tmp_path / "values.yaml"))
+
+
+def test_folder_reports_are_not_repeated_and_whole_floats_stay_whole(tmp_path):
+    run = tmp_path / "genrec-retraining-2026-11-23-10-00-00-000001"
+    task = run / "extract-sequences"
+    (task / "sequences").mkdir(parents=True)
+    page_html = "<html><body><h1>Sequence extraction</h1></body></html>"
+    (task / "summary").write_text(page_html)
+    (task / "sequences" / "summary.html").write_text(page_html)  # the same page, kept beside the data
+    (task / "sequences" / "other.html").write_text("<html><body><h1>Other</h1></body></html>")
+    _fake_task(str(task), {}, {
+        "summary": {"artifacts": [{"name": "summary", "uri": str(task / "summary"), "metadata": {}}]},
+        "sequences": {"artifacts": [{"name": "sequences", "uri": str(task / "sequences"), "metadata": {}}]},
+        "metrics": {"artifacts": [{"name": "metrics", "metadata": {"end": 1767225600.0, "mrr": 0.1234567}}]},
+    })
+    page = open(build_report(str(run), str(tmp_path / "r.html"))).read()
+    assert page.count("<iframe") == 2 and "&lt;h1&gt;Other" in page
+    assert ">1767225600<" in page and ">0.123457<" in page
