@@ -1,6 +1,4 @@
 """KFP interface of the shadow evaluation and promotion decision (genrec.shadow)."""
-from typing import NamedTuple
-
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 
@@ -17,12 +15,14 @@ def shadow_eval(
     min_gain: float = 0.0,
     tolerance: float = 0.02,
     primary_task: str = "",
-) -> NamedTuple("Outputs", [("decision", str)]):
-    """Replay the shadow window; candidate vs champion (or popularity); promote only a proven winner."""
+) -> str:
+    """Replay the shadow window; candidate vs champion (or popularity); returns "promote" or "hold".
+
+    A plain `str` return (not a NamedTuple) because kfp.local 2.17 resolves a dsl.If on a named output
+    as a pipeline input and always skips the branch; the single output is called "Output"."""
     import os
     import shutil
     import tempfile
-    from collections import namedtuple
 
     from genrec.shadow import ShadowConfig, shadow_evaluate
     from genrec.steps import champion_model_dir, log_metrics
@@ -38,4 +38,4 @@ def shadow_eval(
     shutil.copyfile(os.path.join(out, "shadow.md"), report_md.path)
     log_metrics(metrics, result)
     evaluation.metadata.update({"decision": result["decision"], "baseline": result.get("baseline", "")})
-    return namedtuple("Outputs", ["decision"])(result["decision"])
+    return result["decision"]

@@ -270,6 +270,8 @@ def _print_summary(summary: dict) -> None:
                    f"[{primary.get('lower', float('nan')):+.4f}, {primary.get('upper', float('nan')):+.4f}]")
     click.echo(f"decision: {ev.get('decision', 'unknown')}" + (f" ({'; '.join(ev.get('reasons', []))})" if ev.get('reasons') else ""))
     click.echo(f"champion: {summary.get('champion') or 'none'}")
+    if summary.get("report"):
+        click.echo(f"report (open in a browser): {summary['report']}")
 
 
 @cli.command("compile")
@@ -290,6 +292,89 @@ def compile_cmd(out_path, cpu_image, trainer_image, train_accelerator, train_gpu
     options = PipelineOptions(images=images, sweep_parallelism=sweep_parallelism,
                               train_accelerator=train_accelerator, train_gpus=train_gpus)
     click.echo(compile_pipeline(out_path, options))
+
+
+def _backend_options(func):
+    """Options shared by `submit` and `schedule` (Kubeflow or Vertex AI)."""
+    for option in reversed([
+        click.option("--backend", type=click.Choice(["kubeflow", "vertex"]), required=True),
+        click.option("--package", "package_path", default="pipelines/genrec_retraining.yaml", show_default=True,
+                     help="Compiled pipeline from `genrec compile`."),
+        click.option("--param", "params", multiple=True, help="Pipeline parameter NAME=VALUE (JSON values parsed)."),
+        click.option("--host", default=None, help="Kubeflow: KFP API host (default $KF_PIPELINES_ENDPOINT)."),
+        click.option("--experiment", default="genrec", show_default=True, help="Kubeflow experiment."),
+        click.option("--namespace", default=None, help="Kubeflow namespace (multi-user)."),
+        click.option("--project", default=None, help="Vertex: Google Cloud project."),
+        click.option("--location", default="us-central1", show_default=True, help="Vertex region."),
+        click.option("--pipeline-root", default=None, help="Where the run's artifacts go (gs:// on Vertex)."),
+        click.option("--service-account", default=None, help="Identity the run executes as."),
+    ]):
+        func = option(func)
+    return func
+
+
+def _require(value, flag: str, backend: str):
+    if not value:
+        raise click.UsageError(f"{flag} is required with --backend {backend}")
+    return value
+
+
+@cli.command()
+@_backend_options
+@click.option("--run-name", default=None, help="Default: retrain-<timestamp>.")
+@click.option("--caching/--no-caching", default=None, help="Override every step's caching setting.")
+def submit(backend, package_path, params, host, experiment, namespace, project, location, pipeline_root,
+           service_account, run_name, caching) -> None:
+    """Submit one run of the compiled pipeline to Kubeflow Pipelines or Vertex AI Pipelines."""
+    import dataclasses
+
+    from pipelines import deploy
+
+    name = run_name or time.strftime("retrain-%Y%m%d-%H%M%S")
+    values = deploy.parse_params(params)
+    if backend == "kubeflow":
+        result = deploy.submit_kubeflow(package_path, host, experiment, name, values, namespace=namespace,
+                                        enable_caching=caching, pipeline_root=pipeline_root,
+                                        service_account=service_account)
+    else:
+        result = deploy.submit_vertex(package_path, _require(project, "--project", backend), location,
+                                      _require(pipeline_root, "--pipeline-root", backend), name, values,
+                                      service_account=service_account, enable_caching=caching)
+    _echo_json(dataclasses.asdict(result))
+
+
+@cli.command()
+@_backend_options
+@click.option("--name", "job_name", default="genrec-weekly-retraining", show_default=True)
+@click.option("--cron", required=True, help='5-field cron, e.g. "0 3 * * 1" (Kubeflow gets the 6-field form).')
+def schedule(backend, package_path, params, host, experiment, namespace, project, location, pipeline_root,
+             service_account, job_name, cron) -> None:
+    """Create or replace a recurring retraining run (caching off: fresh data every time)."""
+    import dataclasses
+
+    from pipelines import deploy
+
+    values = deploy.parse_params(params)
+    if backend == "kubeflow":
+        result = deploy.schedule_kubeflow(package_path, host, experiment, job_name, cron, values,
+                                          namespace=namespace, pipeline_root=pipeline_root,
+                                          service_account=service_account)
+    else:
+        result = deploy.schedule_vertex(package_path, _require(project, "--project", backend), location,
+                                        _require(pipeline_root, "--pipeline-root", backend), job_name, cron,
+                                        values, service_account=service_account)
+    _echo_json(dataclasses.asdict(result))
+
+
+@cli.command()
+@click.option("--run-dir", required=True, help="A kfp.local run folder, or its pipeline root (newest run).")
+@click.option("--out", "out_path", default=None, help="Default: <run-dir>/report.html.")
+@click.option("--package", "package_path", default=None, help="Compiled pipeline: lists steps that did not run.")
+def report(run_dir: str, out_path: str | None, package_path: str | None) -> None:
+    """One self-contained HTML page of a local run: every step, its metrics, reports, plots, decision."""
+    from genrec.report import build_report
+
+    click.echo(build_report(run_dir, out_path or os.path.join(run_dir, "report.html"), package_path=package_path))
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ def run_local(arguments: Dict[str, Any], workdir: str) -> Dict[str, Any]:
     from kfp import local
 
     from genrec.registry import Registry
+    from genrec.report import build_report
     from pipelines.retraining import retraining_pipeline
 
     root = os.path.abspath(workdir)
@@ -51,5 +52,6 @@ def run_local(arguments: Dict[str, Any], workdir: str) -> Dict[str, Any]:
         with open(eval_path) as f:
             evaluation = json.load(f)
     champion = Registry(arguments["registry_uri"]).champion()
+    report = build_report(run_dir, os.path.join(run_dir, "report.html"))
     return {"run_dir": run_dir, "artifacts": artifacts, "evaluation": evaluation,
-            "champion": (champion or {}).get("model_uri")}
+            "champion": (champion or {}).get("model_uri"), "report": report}

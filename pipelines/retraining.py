@@ -121,7 +121,7 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
         shadow.after(scaling)  # a reviewer sees the scaling verdict before the decision
         shadow.set_caching_options(False)
 
-        with dsl.If(shadow.outputs["decision"] == PROMOTE, name="promote-if-winner"):
+        with dsl.If(shadow.outputs["Output"] == PROMOTE, name="promote-if-winner"):
             c.promote(
                 candidate=candidate.outputs["model"], evaluation=shadow.outputs["evaluation"],
                 registry_uri=registry_uri, run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,

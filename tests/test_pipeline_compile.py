@@ -37,7 +37,7 @@ def test_ir_holds_parallel_for_and_if(tmp_path):
     loops = [t for t in tasks.values() if "iteratorPolicy" in t or "parameterIterator" in t]
     assert loops and loops[0]["iteratorPolicy"]["parallelismLimit"] == PipelineOptions().sweep_parallelism
     conditions = [t for t in tasks.values() if "triggerPolicy" in t and "condition" in t["triggerPolicy"]]
-    assert len(conditions) == 1 and "decision" in conditions[0]["triggerPolicy"]["condition"]
+    assert len(conditions) == 1 and "shadow-eval-Output" in conditions[0]["triggerPolicy"]["condition"]
     assert "promote" in str(spec["components"][conditions[0]["componentRef"]["name"]])
     assert "activeDeadlineSeconds" in str(platform), "training steps carry a timeout"
 
