@@ -414,6 +414,16 @@ def _prepare(events_uri: str, out_dir: str, titles_uri: str | None, config: Extr
     return spec, units
 
 
+def check_input(events_uri: str, titles_uri: str | None = None, config: ExtractConfig = ExtractConfig()) -> dict:
+    """Fail fast, before any pipeline starts: resolve the layout and check every event file's columns
+    (headers and Parquet footers only). Raises InputError naming the file and the problem."""
+    files.use_anonymous_gcs_for_emulator()
+    spec = resolve(events_uri, titles_uri)
+    units = plan_units(list(spec.event_files), int(config.text_chunk_mb * (1 << 20)))
+    return {"source": spec.kind, "event_files": len(spec.event_files), "read_units": len(units),
+            "title_files": len(spec.title_files), "tag_files": len(spec.tag_files)}
+
+
 def _bounds(low: int | None, high: int | None, config: ExtractConfig) -> Boundaries | None:
     return None if low is None else Boundaries.from_range(low, high, config)
 
@@ -556,4 +566,5 @@ def extract_sequences(events_uri: str, out_dir: str, config: ExtractConfig = Ext
     return _check_result(metrics, events_uri)
 
 
-__all__ = ["Boundaries", "ExtractConfig", "extract_sequences", "extract_sequences_local", "build_shard", "vocabulary"]
+__all__ = ["Boundaries", "ExtractConfig", "build_shard", "check_input", "extract_sequences", "extract_sequences_local",
+           "vocabulary"]

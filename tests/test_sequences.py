@@ -18,7 +18,7 @@ from genrec.events import (
     DEAD_LETTER_DIR, EXTRACT_METRICS_FILE, NUM_RESERVED, SEQUENCE_SCHEMA, TITLE_SCHEMA, TITLES_FILE, UNK_INDEX,
     VOCAB_FILE, VOCAB_SCHEMA,
 )
-from genrec.sequences import ExtractConfig, extract_sequences, extract_sequences_local
+from genrec.sequences import ExtractConfig, check_input, extract_sequences, extract_sequences_local
 
 DATA = os.path.join(os.path.dirname(__file__), "testdata", "extract")
 ML_LATEST_SMALL = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "ml-latest-small")
@@ -182,6 +182,11 @@ def test_no_usable_rows_and_bad_settings_raise_one_line_errors(tmp_path):
         run(str(folder), str(tmp_path / "out"), beam=True)
     with pytest.raises(ConfigError):
         ExtractConfig(max_len=0)
+    (folder / "events.csv").write_text("user_id,timestamp\nu1,5\n")
+    with pytest.raises(InputError, match=r"events\.csv: missing required column 'item_id' \(found: user_id, timestamp\)"):
+        check_input(str(folder))  # the same check extraction makes, without starting a pipeline
+    assert check_input(os.path.join(DATA, "mlcsv")) == {
+        "source": "movielens-csv", "event_files": 1, "read_units": 1, "title_files": 1, "tag_files": 1}
     with pytest.raises(InputError, match="no such file or folder"):
         run(str(tmp_path / "missing"), str(tmp_path / "out"))
 
