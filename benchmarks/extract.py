@@ -2,10 +2,11 @@
 reference doing the same work (`extract_sequences_local`: same readers, shards, splits, outputs).
 
     python benchmarks/extract.py --sizes 1000000 10000000 --workers 2
+    python benchmarks/extract.py --sizes 3000000 --format csv   # text read in 64 MB chunks
 
 Each run happens in a fresh subprocess, so peak RSS is that run's own (the largest single process:
 Beam's driver or one of its workers). Ends with one JSON line per size:
-{"events": N, "beam_ev_s": ..., "pyarrow_ev_s": ..., "ratio": ..., "peak_rss_mb": ...}
+{"events": N, "format": ..., "beam_ev_s": ..., "pyarrow_ev_s": ..., "ratio": ..., "peak_rss_mb": ...}
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import time
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 DAY = 86_400
@@ -27,7 +29,8 @@ END = 1_767_225_600  # 2026-01-01
 
 
 def generate(path: str, events: int, seed: int = 0, row_group: int = 250_000) -> None:
-    """Canonical events.parquet: Zipf-ish items, ~60 events per user, 90 days, 3 event types."""
+    """Canonical events (.parquet or .csv by the path's extension): Zipf-ish items, ~60 events per
+    user, 90 days, 3 event types."""
     rng = np.random.default_rng(seed)
     users = max(1, events // 60)
     items = max(100, events // 100)
@@ -42,7 +45,10 @@ def generate(path: str, events: int, seed: int = 0, row_group: int = 250_000) ->
             "timestamp": pa.array(END - rng.integers(0, 90 * DAY, n), pa.int64()),
             "event_type": pa.array(np.array(["play", "like", "search"])[rng.choice(3, n, p=[0.8, 0.1, 0.1])]),
         })
-        writer = writer or pq.ParquetWriter(path, table.schema)
+        if path.endswith(".csv"):
+            writer = writer or pcsv.CSVWriter(path, table.schema)
+        else:
+            writer = writer or pq.ParquetWriter(path, table.schema)
         writer.write_table(table)
     writer.close()
 
@@ -69,18 +75,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--format", choices=("parquet", "csv"), default="parquet")
     args = parser.parse_args()
     rows = []
     for size in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             data_dir = os.path.join(tmp, "data")
             os.makedirs(data_dir)
-            generate(os.path.join(data_dir, "events.parquet"), size)
+            generate(os.path.join(data_dir, f"events.{args.format}"), size)
             rss_before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             reference = _run("pyarrow", data_dir, os.path.join(tmp, "ref"), args.workers)
             beam = _run("beam", data_dir, os.path.join(tmp, "beam"), args.workers)
             peak = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, rss_before) / 1024
-            row = {"events": size, "beam_ev_s": round(size / beam), "pyarrow_ev_s": round(size / reference),
+            row = {"events": size, "format": args.format, "beam_ev_s": round(size / beam), "pyarrow_ev_s": round(size / reference),
                    "ratio": round(reference / beam, 3), "peak_rss_mb": round(peak)}
             print(f"{size:>11,} events  beam {beam:7.1f} s ({size / beam:,.0f} ev/s, {args.workers} workers)  "
                   f"pyarrow {reference:7.1f} s ({size / reference:,.0f} ev/s)  ratio {reference / beam:.2f}  "

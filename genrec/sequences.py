@@ -3,7 +3,7 @@ titles, dead letters, metrics and data statistics.
 
 Shape of the pipeline (every element is an Arrow table, never one Python object per event):
 
-    read units (text file / Parquet row group) --ParseUnit--> (user shard, events table) + unit summary
+    read units (text/JSONL byte chunk, Parquet row group) --Parse--> (user shard, events) + dead letters
         -> min/max timestamp (side input: split boundaries)
         -> GroupByKey(user shard) --BuildShard--> train/validation/shadow Parquet shards + shard summary
         -> all summaries --Finalize--> vocabulary, titles, metrics, schema, statistics, summary.html
