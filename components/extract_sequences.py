@@ -20,12 +20,13 @@ def extract_sequences(
 
     from genrec.events import DEAD_LETTER_DIR
     from genrec.sequences import ExtractConfig, extract_sequences as run
+    from genrec.statistics import SUMMARY_FILE
     from genrec.steps import log_metrics
 
     config = ExtractConfig(shadow_days=shadow_days, validation_days=validation_days, max_len=max_len)
     result = run(events_uri, sequences.path, config, titles_uri=titles_uri or None, beam_args=beam_args)
     shutil.copytree(os.path.join(sequences.path, DEAD_LETTER_DIR), dead_letter.path, dirs_exist_ok=True)
-    shutil.copyfile(os.path.join(sequences.path, "summary.html"), summary.path)
+    shutil.copyfile(os.path.join(sequences.path, SUMMARY_FILE), summary.path)
     log_metrics(metrics, result)
     sequences.metadata.update({"users": result.get("users", {}), "items": result.get("items")})
     dead_letter.metadata["rows"] = sum(result.get("dead_letter", {}).values())

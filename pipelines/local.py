@@ -30,8 +30,11 @@ def run_local(arguments: Dict[str, Any], workdir: str) -> Dict[str, Any]:
 
     from genrec.registry import Registry
     from genrec.report import build_report
+    from genrec.sequences import check_input
     from pipelines.retraining import retraining_pipeline
 
+    # Fail fast with the real reason (file and column) instead of a failed step's status line.
+    check_input(arguments["events_uri"], arguments.get("titles_uri") or None)
     root = os.path.abspath(workdir)
     os.makedirs(root, exist_ok=True)
     before = set(os.listdir(root))
