@@ -6,7 +6,7 @@ Layout under a registry URI (local path or gs://):
                                data_window, evaluation summary, previous (the pointer it replaced)
     models/<run_id>/           one published copy per promoted run; config.json is written last, so a
                                reader (which needs it) never sees half a model; MODEL_CARD.md and
-                               published.json sit beside the weights
+                               published.json sit beside the weights (checkpoints/ is not copied)
 
 Two runs finishing together both read the same pointer generation; `storage.compare_and_swap` lets
 exactly one replace it and the other gets `PromotionConflict`. The pointer is always a whole JSON
@@ -32,6 +32,7 @@ POINTER_FILE = "champion.json"
 MODELS_DIR = "models"
 PUBLISHED_FILE = "published.json"
 MODEL_CARD_FILE = "MODEL_CARD.md"
+UNPUBLISHED_DIRS = ("checkpoints", ".staging")  # resumable training state is not part of a served model
 MAX_HISTORY = 50  # previous pointers kept nested in champion.json
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -209,7 +210,9 @@ class Registry:
         }
         card = render_model_card(config, _read_json_if_any(storage.join(model_dir, MODEL_METRICS_FILE)),
                                  run_id, evaluation, current, window)
-        files = [f for f in storage.list_files(model_dir) if f not in (MODEL_CARD_FILE, PUBLISHED_FILE, MODEL_CONFIG_FILE)]
+        files = [f for f in storage.list_files(model_dir)
+                 if f not in (MODEL_CARD_FILE, PUBLISHED_FILE, MODEL_CONFIG_FILE)
+                 and f.split("/")[0] not in UNPUBLISHED_DIRS and not f.split("/")[-1].startswith(".")]
         for name in files:
             storage.copy_file(storage.join(model_dir, name), storage.join(target, name))
         storage.write_text(storage.join(target, MODEL_CARD_FILE), card)

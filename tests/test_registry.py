@@ -50,6 +50,8 @@ def test_first_promotion_publishes_model_and_pointer(registry_uri, tmp_path):
     registry = Registry(registry_uri)
     assert registry.champion() is None and registry.history() == []
     model = make_model_dir(tmp_path / "m1", "small")
+    (tmp_path / "m1" / "checkpoints").mkdir()
+    (tmp_path / "m1" / "checkpoints" / "step_10.pt").write_bytes(b"optimizer state")  # not published
     pointer = registry.promote(model, "run-1", evaluation(), expected=None)
     assert pointer["run_id"] == "run-1" and pointer["version"] == 1 and pointer["previous"] is None
     assert pointer["model_uri"] == storage.join(registry_uri.rstrip("/"), "models", "run-1")
