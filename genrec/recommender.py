@@ -39,3 +39,10 @@ class Recommender(abc.ABC):
     def score(self, histories: Sequence[History], task: str, delay: int = 0) -> np.ndarray:
         """[B, C] float32 scores, higher is better, in catalog order. `delay` is the number of
         requests the result will be cached for; models with multi-token heads use the aligned one."""
+
+    def score_heads(self, histories: Sequence[History], heads: Sequence[tuple[str, int]]) -> list[np.ndarray]:
+        """Scores for several (task, delay) pairs on the same histories, in `heads` order, each [B, C].
+
+        Shadow replay asks for every task and delay of each history; a model with a shared backbone
+        overrides this to encode each history once instead of once per pair."""
+        return [self.score(histories, task, delay) for task, delay in heads]
