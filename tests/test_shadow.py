@@ -339,3 +339,116 @@ def test_real_model_folder_against_popularity_and_broken_champion(tmp_path):
     assert same["decision"] == "hold" and same["primary"]["diff"] == 0.0  # a model never beats itself
     assert same["baseline_kind"] == "champion" and same["baseline"] == f"champion model at {model}"
     assert same["baseline_description"] == "untrained tiny transformer"
+
+
+# --- replay equivalence: each history encoded once, same results as one request at a time ----------------
+class HashRecommender(Recommender):
+    """Scores 0..3 (many ties) drawn from a hash of the whole history, task and delay: any change in
+    which history, head or target a request is scored with changes its rank."""
+
+    def __init__(self, salt: int = 0):
+        self.salt, self.description = salt, f"hash {salt}"
+
+    def set_catalog(self, item_ids, vectors=None):
+        self.c = len(item_ids)
+
+    def score(self, histories, task, delay=0):
+        import zlib
+
+        out = np.zeros((len(histories), self.c), np.float32)
+        for b, h in enumerate(histories):
+            key = repr((self.salt, list(h.items), list(h.event_types), [int(t) for t in h.timestamps],
+                        h.request_time, task, delay))
+            out[b] = np.random.default_rng(zlib.crc32(key.encode())).integers(0, 4, size=self.c)
+        return out
+
+
+class CountingRecommender(HashRecommender):
+    """Records every history (by request time: unique per event here) and the heads asked for it."""
+
+    def __init__(self, salt: int = 0):
+        super().__init__(salt)
+        self.calls: list[tuple[int, tuple]] = []  # (batch size, heads)
+        self.heads_by_history: dict[int, list[tuple]] = {}
+
+    def score_heads(self, histories, heads):
+        self.calls.append((len(histories), tuple(heads)))
+        for h in histories:
+            self.heads_by_history.setdefault(h.request_time, []).append(tuple(heads))
+        return super().score_heads(histories, heads)
+
+
+def multitask_data(root, users=14, n_items=12, seed=4) -> str:
+    """Users with 1-15 events of three types, globally unique timestamps, some cold-start titles."""
+    rng = np.random.default_rng(seed)
+    shadow, train, t = [], [], 1000 * DAY
+    for u in range(users):
+        length = int(rng.integers(1, 16))
+        events = []
+        for _ in range(length):
+            t += int(rng.integers(1, 100))
+            events.append((f"i{int(rng.integers(n_items))}", str(rng.choice(["play", "add", "rate"], p=[.6, .3, .1])), t))
+        shadow.append((f"u{u}", events, int(rng.integers(0, length + 1))))
+        train.append((f"u{u}", [(f"i{int(rng.integers(n_items))}", "play", 900 * DAY + k) for k in range(3)], 0))
+    return write_sequences(root, shadow, train, cold=("i3", "i7"), extra_items=[f"i{k}" for k in range(n_items)])
+
+
+EQUIV_CONFIG = ShadowConfig(delays=(0, 1, 2), batch_size=5, max_history=4, min_history=2, n_resamples=30,
+                            activity_edges=(1, 4, 8), recent_days=None)
+
+
+def one_request_at_a_time(root, candidate, baseline, config):
+    """Reference replay: every (task, delay) request scored on its own with `score` and ranked with
+    genrec.metrics.target_ranks (the behaviour before histories were shared across heads)."""
+    from genrec.data import read_split
+    from genrec.metrics import target_ranks
+    from genrec.shadow import metric_rows, read_catalog
+
+    item_ids, cold = read_catalog(root)
+    window = Window.from_table(read_split(root, "shadow"))
+    tasks = sorted(set(window.event_types[window.window_mask()].tolist()))
+    for rec in (candidate, baseline):
+        rec.set_catalog(item_ids)
+    requests = build_requests(window, {i: k for k, i in enumerate(item_ids)}, cold, tasks, config.delays,
+                              config.min_history)
+    rows = []
+    for (task, delay), req in requests.items():
+        if len(req) == 0:
+            continue
+        ranks = [np.array([target_ranks(np.asarray(rec.score([window.history(int(u), int(p), config.max_history)],
+                                                                 task, delay)), np.array([t]))[0]
+                           for u, p, t in zip(req.user, req.prefix, req.target)]) for rec in (candidate, baseline)]
+        rows += metric_rows(task, delay, req, ranks[0], ranks[1], config)
+    return rows, requests, window
+
+
+@pytest.mark.parametrize("make_pair", [
+    lambda root: (HashRecommender(1), PopularityRecommender.from_sequences(root)),
+    lambda root: (ChainRecommender(12), HashRecommender(2)),
+])
+def test_replay_matches_one_request_at_a_time(tmp_path, make_pair):
+    root = multitask_data(tmp_path)
+    rows, requests, _ = one_request_at_a_time(root, *make_pair(root), EQUIV_CONFIG)
+    result = shadow_evaluate_recommenders(root, *make_pair(root), config=EQUIV_CONFIG)
+    assert len(rows) > 40 and {r["task"] for r in rows} == {"play", "add", "rate"}
+    assert json.dumps(result["rows"]) == json.dumps(rows)  # exact (NaN included): same ranks, same draws
+    assert result["n_requests"] == sum(len(r) for r in requests.values())
+
+
+# (candidate, baseline, requests) MRR on all titles, recorded from the per-(task, delay) replay
+RECORDED_MRR = {
+    ("add", 0): (0.191311, 0.143356, 56), ("add", 1): (0.170147, 0.136216, 52), ("add", 2): (0.166789, 0.135622, 46),
+    ("play", 0): (0.194406, 0.137444, 60), ("play", 1): (0.190218, 0.137247, 57), ("play", 2): (0.160629, 0.13669, 51),
+    ("rate", 0): (0.183991, 0.127778, 30), ("rate", 1): (0.199875, 0.127778, 27), ("rate", 2): (0.253346, 0.139167, 22),
+}
+
+
+def test_replay_metrics_recorded_before_sharing_histories(tmp_path):
+    """MRR (all titles) per task and delay as the per-(task, delay) replay computed them: a refactor
+    of the replay must not move any of them."""
+    root = multitask_data(tmp_path)
+    result = shadow_evaluate_recommenders(root, HashRecommender(1), PopularityRecommender.from_sequences(root),
+                                          config=EQUIV_CONFIG)
+    got = {(r["task"], r["delay"]): (round(r["candidate"], 6), round(r["baseline"], 6), r["n_requests"])
+           for r in result["rows"] if r["slice"] == "all" and r["metric"] == "mrr"}
+    assert got == RECORDED_MRR
