@@ -16,7 +16,9 @@ has its lower bound above `min_gain` and no task's MRR at any evaluated delay (a
 more than `tolerance` relative to the baseline. An empty window, NaN metrics, or a candidate or
 baseline that cannot be loaded or scored is a hold with its reason, never an exception.
 
-Scoring is batched over requests ([batch_size, C] at a time), never [users x catalog].
+Each distinct history (user, prefix) is built once and scored once per recommender through
+`Recommender.score_heads` with every (task, delay) it serves, batched ([batch_size, C] per head at a
+time), never [users x catalog].
 """
 from __future__ import annotations
 
@@ -199,27 +201,106 @@ class ScoringError(Exception):
     """A recommender failed or returned unusable scores (hold, with this message as the reason)."""
 
 
-def score_ranks(recommender: Recommender, window: Window, requests: Requests, task: str, delay: int,
-                config: ShadowConfig, catalog_size: int, role: str) -> np.ndarray:
-    """[N] int64 1-based target ranks (0: target not in catalog), scored batch by batch."""
-    ranks = np.zeros(len(requests), dtype=np.int64)
-    for start in range(0, len(requests), config.batch_size):
-        stop = min(start + config.batch_size, len(requests))
-        histories = [window.history(int(u), int(p), config.max_history)
-                     for u, p in zip(requests.user[start:stop], requests.prefix[start:stop])]
+Head = tuple[str, int]  # (task, delay)
+
+
+@dataclass(frozen=True)
+class HistoryPlan:
+    """The distinct histories of a replay and which requests each one serves.
+
+    The history ending at a user's event e serves request e + d of every task at delay d, so one
+    history is shared by up to tasks x delays requests: it is built and encoded once. Histories are
+    grouped by the exact set of heads that use them, so a batch asks only for heads it needs.
+    """
+
+    user: np.ndarray  # [H] int64 user row in the Window
+    prefix: np.ndarray  # [H] int64 events in the history
+    served: dict[Head, np.ndarray]  # per non-empty (task, delay): [N] int64 history of each request (ascending)
+    groups: tuple[tuple[tuple[Head, ...], np.ndarray], ...]  # (heads, [n] int64 histories using exactly those)
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+
+def plan_histories(window: Window, requests: dict[Head, Requests]) -> HistoryPlan:
+    """Deduplicate the requests' (user, prefix) histories, vectorised (no per-request Python loop)."""
+    heads = [head for head, req in requests.items() if len(req)]
+    ends = {head: window.offsets[requests[head].user] + requests[head].prefix for head in heads}  # event index
+    unique = np.unique(np.concatenate([ends[h] for h in heads])) if heads else np.zeros(0, np.int64)
+    served = {head: np.searchsorted(unique, ends[head]) for head in heads}
+    uses = np.zeros((len(unique), len(heads)), bool)
+    for j, head in enumerate(heads):
+        uses[served[head], j] = True
+    user = np.searchsorted(window.offsets, unique, side="right") - 1  # skips users without events
+    groups: list[tuple[tuple[Head, ...], np.ndarray]] = []
+    if len(unique):
+        patterns, inverse = np.unique(uses, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=len(patterns)))])
+        groups = [(tuple(h for h, used in zip(heads, pattern) if used), order[lo:hi])
+                  for pattern, lo, hi in zip(patterns, bounds[:-1], bounds[1:])]
+    return HistoryPlan(user=user.astype(np.int64), prefix=(unique - window.offsets[user]).astype(np.int64),
+                       served=served, groups=tuple(groups))
+
+
+def _scoring_failure(recommender: Recommender, histories: Sequence[History], heads: Sequence[Head], role: str,
+                     err: Exception) -> ScoringError:
+    """The error naming the (task, delay) that failed; with several heads, each is retried alone to find it."""
+    culprit = heads[0] if len(heads) == 1 else None
+    for head in heads if culprit is None else ():
         try:
-            scores = recommender.score(histories, task, delay)
-        except Exception as err:  # a model bug must become a hold, not a crashed pipeline
-            raise ScoringError(f"{role} failed to score task {task!r} at delay {delay}: "
-                               f"{type(err).__name__}: {err}") from None
+            recommender.score_heads(histories, [head])
+        except Exception as single:
+            culprit, err = head, single
+            break
+    if culprit is None:
+        return ScoringError(f"{role} failed to score tasks and delays {list(heads)} together: "
+                            f"{type(err).__name__}: {err}")
+    task, delay = culprit
+    return ScoringError(f"{role} failed to score task {task!r} at delay {delay}: {type(err).__name__}: {err}")
+
+
+def checked_scores(recommender: Recommender, histories: Sequence[History], heads: Sequence[Head],
+                   catalog_size: int, role: str) -> list[np.ndarray]:
+    """`recommender.score_heads`, each output [B, C] checked for shape and finiteness (ScoringError)."""
+    try:
+        outputs = list(recommender.score_heads(histories, list(heads)))
+    except Exception as err:  # a model bug must become a hold, not a crashed pipeline
+        raise _scoring_failure(recommender, histories, heads, role, err) from None
+    if len(outputs) != len(heads):
+        raise ScoringError(f"{role} returned {len(outputs)} score arrays for the {len(heads)} heads {list(heads)}")
+    checked = []
+    for scores, (task, delay) in zip(outputs, heads):
         scores = np.asarray(scores)
-        if scores.shape != (stop - start, catalog_size):
+        if scores.shape != (len(histories), catalog_size):
             raise ScoringError(f"{role} returned scores of shape {scores.shape} for task {task!r}, "
-                               f"expected {(stop - start, catalog_size)}")
+                               f"expected {(len(histories), catalog_size)}")
         rows = scores[:1] if scores.strides[0] == 0 else scores  # shared rows: check one
         if rows.size and not (np.isfinite(rows.max()) and np.isfinite(rows.min())):
             raise ScoringError(f"{role} returned non-finite scores for task {task!r} at delay {delay}")
-        ranks[start:stop] = fast_target_ranks(scores, requests.target[start:stop])
+        checked.append(scores)
+    return checked
+
+
+def replay_ranks(recommenders: dict[str, Recommender], window: Window, requests: dict[Head, Requests],
+                 config: ShadowConfig, catalog_size: int) -> dict[str, dict[Head, np.ndarray]]:
+    """{role: {(task, delay): [N] int64 1-based target ranks (0: target not in catalog)}}.
+
+    Each distinct history is built once and passed once to each recommender's `score_heads` with
+    every head that uses it, batch_size histories at a time (memory: batch_size x C floats per head).
+    """
+    plan = plan_histories(window, requests)
+    ranks = {role: {head: np.zeros(len(requests[head]), np.int64) for head in plan.served} for role in recommenders}
+    for heads, members in plan.groups:
+        for start in range(0, len(members), config.batch_size):
+            batch = members[start:start + config.batch_size]
+            histories = [window.history(int(plan.user[h]), int(plan.prefix[h]), config.max_history) for h in batch]
+            rows = [np.searchsorted(plan.served[head], batch) for head in heads]  # request of each history
+            for role, recommender in recommenders.items():
+                outputs = checked_scores(recommender, histories, heads, catalog_size, role)
+                for head, scores, index in zip(heads, outputs, rows):
+                    ranks[role][head][index] = fast_target_ranks(scores, requests[head].target[index])
     return ranks
 
 
@@ -471,15 +552,15 @@ def _evaluate(sequences_dir: str, candidate: Recommender, baseline: Recommender,
         raise ScoringError(f"set_catalog failed: {type(err).__name__}: {err}") from None
     catalog_index = {item: i for i, item in enumerate(item_ids)}
     requests = build_requests(window, catalog_index, cold_start, tasks, config.delays, config.min_history)
+    ranks = replay_ranks({"candidate": candidate, "baseline": baseline}, window, requests, config, len(item_ids))
     rows: list[dict[str, Any]] = []
     n_requests = 0
     users: set[int] = set()
     for (task, delay), req in requests.items():
         if len(req) == 0:
             continue
-        cand = score_ranks(candidate, window, req, task, delay, config, len(item_ids), "candidate")
-        base = score_ranks(baseline, window, req, task, delay, config, len(item_ids), "baseline")
-        rows += metric_rows(task, delay, req, cand, base, config)
+        rows += metric_rows(task, delay, req, ranks["candidate"][(task, delay)], ranks["baseline"][(task, delay)],
+                            config)
         n_requests += len(req)
         users.update(np.unique(req.user).tolist())
     if n_requests == 0:

@@ -452,3 +452,56 @@ def test_replay_metrics_recorded_before_sharing_histories(tmp_path):
     got = {(r["task"], r["delay"]): (round(r["candidate"], 6), round(r["baseline"], 6), r["n_requests"])
            for r in result["rows"] if r["slice"] == "all" and r["metric"] == "mrr"}
     assert got == RECORDED_MRR
+
+
+def test_each_history_is_scored_once_per_role_with_exactly_the_heads_it_serves(tmp_path):
+    from genrec.data import read_split
+
+    root = multitask_data(tmp_path)
+    candidate, baseline = CountingRecommender(1), CountingRecommender(2)
+    result = shadow_evaluate_recommenders(root, candidate, baseline, config=EQUIV_CONFIG)
+    window = Window.from_table(read_split(root, "shadow"))
+    _, requests, _ = one_request_at_a_time(root, HashRecommender(), HashRecommender(), EQUIV_CONFIG)
+    expected: dict[int, set] = {}  # history (by its request time) -> the (task, delay) requests it serves
+    for head, req in requests.items():
+        for u, p in zip(req.user, req.prefix):
+            expected.setdefault(int(window.timestamps[window.offsets[u] + p]), set()).add(head)
+    assert result["n_requests"] > 2 * len(expected)  # histories really are shared across heads
+    for rec in (candidate, baseline):
+        assert all(len(calls) == 1 for calls in rec.heads_by_history.values())  # once per role
+        assert {t: set(calls[0]) for t, calls in rec.heads_by_history.items()} == expected
+        assert max(n for n, _ in rec.calls) <= EQUIV_CONFIG.batch_size
+        assert sum(n * len(heads) for n, heads in rec.calls) == result["n_requests"]  # no head scored in vain
+
+
+class FailsOnOneHead(StaticRecommender):
+    def score(self, histories, task, delay=0):
+        if (task, delay) == ("add", 1):
+            raise ValueError("no add head at delay 1")
+        return super().score(histories, task, delay)
+
+
+class FailsWithSeveralHeads(StaticRecommender):
+    def score_heads(self, histories, heads):
+        if len(heads) > 1:
+            raise MemoryError("heads do not fit")
+        return super().score_heads(histories, heads)
+
+
+class MissingHeadOutput(StaticRecommender):
+    def score_heads(self, histories, heads):
+        return super().score_heads(histories, heads)[:-1]
+
+
+@pytest.mark.parametrize("role", ["candidate", "baseline"])
+@pytest.mark.parametrize("broken, reason", [
+    (FailsOnOneHead({}), "{role} failed to score task 'add' at delay 1: ValueError: no add head at delay 1"),
+    (FailsWithSeveralHeads({}), "{role} failed to score tasks and delays ["),
+    (MissingHeadOutput({}), "{role} returned "),
+])
+def test_a_failing_head_holds_naming_role_task_and_delay(tmp_path, broken, reason, role):
+    root = multitask_data(tmp_path)
+    pair = (broken, StaticRecommender({})) if role == "candidate" else (StaticRecommender({}), broken)
+    result = shadow_evaluate_recommenders(root, *pair, config=EQUIV_CONFIG)
+    assert result["decision"] == "hold" and result["reasons"][0].startswith(reason.format(role=role))
+    assert result["rows"] == []
