@@ -59,11 +59,14 @@ class TransformerRecommender(Recommender):
         self._catalog = F.normalize(table, dim=-1) if self.model.config.normalize else table
         self._catalog_row = {item: i for i, item in enumerate(ids)}
 
-    @torch.no_grad()
-    def encode(self, histories: Sequence[History], task: str, delay: int = 0) -> torch.Tensor:
-        """[B, item_dim] queries for the next event of `task` after each history."""
+    def _head(self, task: str, delay: int) -> int:
         if task not in self.tasks:
             raise ConfigError(f"task {task!r} is not one of this model's tasks {self.tasks}")
+        return self.model.head_index(self.tasks.index(task), delay)
+
+    @torch.no_grad()
+    def hidden(self, histories: Sequence[History]) -> torch.Tensor:
+        """[B, n_embd] backbone state after each history's last event (shared by every head)."""
         cfg = self.model.config
         L = cfg.max_len
         B = len(histories)
@@ -78,25 +81,36 @@ class TransformerRecommender(Recommender):
                 continue
             items[b, :n] = self.vocab.lookup(list(h.items[-n:]))
             types[b, :n] = [task_index.get(t, 0) for t in h.event_types[-n:]]
-            gaps[b, :n] = gap_buckets(np.asarray(h.timestamps, np.int64), cfg.time_buckets)[-n:]
+            gaps[b, :n] = gap_buckets(np.asarray(h.timestamps[-(n + 1):], np.int64), cfg.time_buckets)[-n:]
             last[b] = n - 1
         hidden = self.model(torch.from_numpy(items), torch.from_numpy(types), torch.from_numpy(gaps))
-        h_last = hidden[torch.arange(B), torch.from_numpy(last)]
-        head = self.model.head_index(self.tasks.index(task), delay)
-        return self.model.queries(h_last, torch.full((B,), head, dtype=torch.long))
+        return hidden[torch.arange(B), torch.from_numpy(last)]
+
+    @torch.no_grad()
+    def encode(self, histories: Sequence[History], task: str, delay: int = 0) -> torch.Tensor:
+        """[B, item_dim] queries for the next event of `task` after each history."""
+        head = self._head(task, delay)
+        h_last = self.hidden(histories)
+        return self.model.queries(h_last, torch.full((len(histories),), head, dtype=torch.long))
 
     @torch.no_grad()
     def score(self, histories: Sequence[History], task: str, delay: int = 0) -> np.ndarray:
+        return self.score_heads(histories, [(task, delay)])[0]
+
+    @torch.no_grad()
+    def score_heads(self, histories: Sequence[History], heads: Sequence[tuple[str, int]]) -> list[np.ndarray]:
+        """Runs the backbone once per batch of histories and applies every (task, delay) head to it."""
         if self._catalog is None:
             raise ConfigError("set_catalog must be called before score")
-        out = []
+        head_ids = [self._head(task, delay) for task, delay in heads]
+        out: list[list[np.ndarray]] = [[] for _ in heads]
         for start in range(0, len(histories), self.batch_size):
-            q = self.encode(histories[start:start + self.batch_size], task, delay)
-            out.append((q @ self._catalog.T).float().numpy())
-        if not out:
-            return np.zeros((0, self._catalog.shape[0]), np.float32)
-        return np.concatenate(out).astype(np.float32)
-
+            h_last = self.hidden(histories[start:start + self.batch_size])
+            for j, head in enumerate(head_ids):
+                q = self.model.queries(h_last, torch.full((h_last.shape[0],), head, dtype=torch.long))
+                out[j].append((q @ self._catalog.T).float().numpy())
+        empty = np.zeros((0, self._catalog.shape[0]), np.float32)
+        return [np.concatenate(parts).astype(np.float32, copy=False) if parts else empty for parts in out]
 
     @torch.no_grad()
     def recommend(self, histories: Sequence[History], task: str, k: int = 10, delay: int = 0,
