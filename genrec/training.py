@@ -146,7 +146,7 @@ class TrainingStep(nn.Module):
         """items/types/gaps [B, T], targets [B, H, T] long -> (sum of weighted losses, sum of weights)."""
         hidden = self.model(items, types, gaps, mask)
         w, h, t = torch.nonzero(targets >= NUM_RESERVED, as_tuple=True)
-        queries = self.model.queries(hidden[w, t], h)
+        queries = self.model.queries_at(hidden, w, t, h)
         per = self.loss(queries, targets[w, h, t], lambda ids: self.model.item_vectors(ids, mask),
                         self.model.config.num_items, generator)
         depth = h % (self.model.config.mtp_depth + 1)
@@ -353,7 +353,8 @@ class Trainer:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
         set_state_dict(self.step_module, self.optimizer, model_state_dict=state["model"],
-                       optim_state_dict=state["optimizer"], options=StateDictOptions(full_state_dict=True))
+                       optim_state_dict=state["optimizer"],
+                       options=StateDictOptions(full_state_dict=True, strict=False))
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.tokens = int(state["step"]), int(state["tokens"])
         self.train_seconds = float(state["train_seconds"])
@@ -483,9 +484,23 @@ class Trainer:
             os.replace(os.path.join(staging, name), os.path.join(self.out_dir, name))
         os.rmdir(staging)
 
+    def _gather_model(self) -> None:
+        """Under FSDP, gather the full weights (every rank takes part) into a plain model on rank 0,
+        which evaluates and saves it alone."""
+        if not self.use_fsdp:
+            return
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        state = get_model_state_dict(self.step_module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if self.ctx.is_main:
+            plain = GenerativeRecommender(self.model_config)
+            plain.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+            self.model = plain.to(self.ctx.device)
+
     def run(self) -> dict | None:
         """Train, then (rank 0) evaluate and write the model folder; returns the metrics on rank 0."""
         self.train()
+        self._gather_model()
         if self.ctx.distributed:
             dist.barrier()
         if not self.ctx.is_main:

@@ -35,8 +35,8 @@ def test_forward_and_query_shapes():
     hidden = model(items, types, gaps)
     assert hidden.shape == (3, 10, 16)
     q = model.queries(hidden.reshape(-1, 16), torch.zeros(30, dtype=torch.long))
-    assert q.shape == (30, 8)
-    assert model.item_table().shape == (30, 8)
+    assert q.shape == (30, 9)  # item_dim + 1: the constant that picks up each title's bias
+    assert model.item_table().shape == (30, 9)
 
 
 def test_future_events_never_change_earlier_outputs():
@@ -92,19 +92,22 @@ def test_masking_replaces_the_id_part_by_the_oov_vector_only():
     with torch.no_grad():
         model.tower.semantic.normal_()
         model.tower.oov.normal_()
+        model.tower.bias.weight.normal_()
     mask = torch.zeros(30, dtype=torch.bool)
     mask[[5, 9]] = True
     ids = torch.arange(30)
     plain, masked = model.tower(ids), model.tower(ids, mask)
     meta = model.tower.mlp(model.tower.semantic)
-    assert torch.allclose(masked[5], model.tower.oov + meta[5])
+    assert torch.allclose(masked[5, :-1], model.tower.oov + meta[5])
+    assert torch.allclose(masked[5, -1], model.tower.oov_bias)  # the bias is collaborative too
     assert torch.allclose(masked[~mask][1:], plain[~mask][1:])  # row 0 is padding
     assert torch.all(masked[0] == 0)
     # a title the model never saw is scored from metadata + OOV
     vec = torch.randn(2, 4)
     rep = model.tower.represent(torch.tensor([-1, 7]), vec)
-    assert torch.allclose(rep[0], model.tower.oov + model.tower.mlp(vec[0]))
-    assert torch.allclose(rep[1], model.tower.id_embedding.weight[7] + model.tower.mlp(vec[1]))
+    assert torch.allclose(rep[0, :-1], model.tower.oov + model.tower.mlp(vec[0]))
+    assert torch.allclose(rep[1, :-1], model.tower.id_embedding.weight[7] + model.tower.mlp(vec[1]))
+    assert torch.allclose(rep[1, -1], model.tower.bias.weight[7, 0])
 
 
 def test_full_softmax_is_cross_entropy_over_real_items():

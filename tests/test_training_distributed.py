@@ -1,6 +1,7 @@
 """Real torchrun (gloo on CPU): 2 processes match 1, and a SIGKILLed run resumes exactly."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -17,7 +18,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "testdata", "model"))
 from seqfixtures import write_sequences  # noqa: E402
 
 
-def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
+def test_two_processes_match_one_with_the_same_global_batch_ddp_and_fsdp(tmp_path):
     # 8 windows alternating between two different users: with a full-data batch, one process sees
     # 4A+4B, and under gloo rank 0 sees only A and rank 1 only B, so a missing gradient all-reduce
     # would show as a different loss.
@@ -31,6 +32,11 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     for task in one["tasks"]:
         assert two["tasks"][task]["loss"] == pytest.approx(one["tasks"][task]["loss"], rel=1e-5)
     assert two["tokens"] == one["tokens"]
+    # the same with FSDP (parameters sharded across the two processes, full weights gathered to save)
+    sharded = launch_training(data, str(tmp_path / "fsdp"), dataclasses.replace(cfg, fsdp="on"), nproc=2)
+    assert sharded["final_train_loss"] == pytest.approx(one["final_train_loss"], rel=1e-5)
+    for task in one["tasks"]:
+        assert sharded["tasks"][task]["loss"] == pytest.approx(one["tasks"][task]["loss"], rel=1e-5)
 
 
 def test_sigkilled_run_resumes_to_the_same_final_loss(tmp_path):

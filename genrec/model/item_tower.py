@@ -20,6 +20,11 @@ class ItemTower(nn.Module):
         self.config = config
         self.id_embedding = nn.Embedding(config.num_items, config.item_dim)
         self.oov = nn.Parameter(torch.zeros(config.item_dim))
+        # A popularity-like logit offset per title (dropped with the ID part when masked): with
+        # L2-normalised vectors the direction alone cannot say how popular a title is.
+        self.bias = nn.Embedding(config.num_items, 1)
+        nn.init.zeros_(self.bias.weight)
+        self.oov_bias = nn.Parameter(torch.zeros(1))
         if config.semantic_dim > 0:
             self.mlp: nn.Module | None = nn.Sequential(
                 nn.Linear(config.semantic_dim, config.tower_hidden), nn.GELU(),
@@ -34,24 +39,26 @@ class ItemTower(nn.Module):
         return f"item_tower[{sem}, mask_p={self.config.mask_prob}]"
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """ids [...] long -> [..., item_dim]; only the rows asked for are computed, so a step on a
-        1M-title catalog with sampled negatives never touches the whole table. `mask` [V] bool
-        replaces the ID part of the masked titles by the OOV vector. Padding maps to zeros."""
-        out = self.id_embedding(ids)
+        """ids [...] long -> [..., item_dim + 1] (vector, then logit bias); only the rows asked for
+        are computed, so a step on a 1M-title catalog with sampled negatives never touches the whole
+        table. `mask` [V] bool replaces the ID part (and bias) of the masked titles by the OOV ones.
+        Padding maps to zeros."""
+        out = torch.cat([self.id_embedding(ids), self.bias(ids)], dim=-1)
         if mask is not None:
-            out = torch.where(mask[ids].unsqueeze(-1), self.oov.expand_as(out), out)
+            oov = torch.cat([self.oov, self.oov_bias]).expand_as(out)
+            out = torch.where(mask[ids].unsqueeze(-1), oov, out)
         if self.mlp is not None:
-            out = out + self.mlp(self.semantic[ids])
+            out = out + nn.functional.pad(self.mlp(self.semantic[ids]), (0, 1))
         return out * (ids != PAD_INDEX).unsqueeze(-1).to(out.dtype)
 
     def represent(self, indices: torch.Tensor, vectors: torch.Tensor | None) -> torch.Tensor:
         """Items of any catalog: indices [C] long into this vocabulary (-1: unknown title, scored from
-        metadata plus the OOV vector), vectors [C, semantic_dim] or None -> [C, item_dim]."""
+        metadata plus the OOV vector), vectors [C, semantic_dim] or None -> [C, item_dim + 1]."""
         known = indices >= 0
-        ids = self.id_embedding(indices.clamp(min=0))
-        out = torch.where(known.unsqueeze(-1), ids, self.oov.expand_as(ids))
+        ids = torch.cat([self.id_embedding(indices.clamp(min=0)), self.bias(indices.clamp(min=0))], dim=-1)
+        out = torch.where(known.unsqueeze(-1), ids, torch.cat([self.oov, self.oov_bias]).expand_as(ids))
         if self.mlp is not None:
             if vectors is None:
                 vectors = self.semantic[indices.clamp(min=0)] * known.unsqueeze(-1)
-            out = out + self.mlp(vectors)
+            out = out + nn.functional.pad(self.mlp(vectors), (0, 1))
         return out

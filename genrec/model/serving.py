@@ -11,7 +11,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from genrec.data import Vocabulary, gap_buckets, read_vocabulary
 from genrec.errors import ConfigError, InputError
@@ -55,8 +54,7 @@ class TransformerRecommender(Recommender):
                     raise ConfigError(f"catalog vectors have shape {tuple(given.shape)}, expected ({len(ids)}, {dim})")
                 have = given.abs().sum(1) > 0
                 vec[have] = given[have]
-        table = tower.represent(positions, vec)
-        self._catalog = F.normalize(table, dim=-1) if self.model.config.normalize else table
+        self._catalog = self.model.finish_items(tower.represent(positions, vec))
         self._catalog_row = {item: i for i, item in enumerate(ids)}
 
     def _head(self, task: str, delay: int) -> int:

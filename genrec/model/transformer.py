@@ -105,13 +105,19 @@ class GenerativeRecommender(nn.Module):
 
     # --- forward -------------------------------------------------------------------------------------
     def item_vectors(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """ids [...] long -> [..., item_dim] item representations as the decoding head sees them
-        (L2-normalised when the config says so); `mask` [V] bool: collaborative-embedding masking."""
-        vectors = self.tower(ids, mask)
-        return F.normalize(vectors, dim=-1) if self.config.normalize else vectors
+        """ids [...] long -> [..., item_dim + 1] item representations as the decoding head sees them:
+        the vector (L2-normalised when the config says so) then the title's logit bias, matched by a
+        constant 1 appended to every query. `mask` [V] bool: collaborative-embedding masking."""
+        return self.finish_items(self.tower(ids, mask))
+
+    def finish_items(self, raw: torch.Tensor) -> torch.Tensor:
+        """Tower output [..., item_dim + 1] -> scored form (normalised vector, bias)."""
+        if not self.config.normalize:
+            return raw
+        return torch.cat([F.normalize(raw[..., :-1], dim=-1), raw[..., -1:]], dim=-1)
 
     def item_table(self, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """[V, item_dim] the whole vocabulary (row i = index i)."""
+        """[V, item_dim + 1] the whole vocabulary (row i = index i)."""
         return self.item_vectors(torch.arange(self.config.num_items, device=self.wpe.weight.device), mask)
 
     def forward(self, items: torch.Tensor, types: torch.Tensor, gaps: torch.Tensor,
@@ -122,7 +128,7 @@ class GenerativeRecommender(nn.Module):
         if T > self.config.max_len:
             raise ValueError(f"sequence length {T} exceeds max_len {self.config.max_len}")
         pos = torch.arange(T, device=items.device)
-        x = self.item_in(self.item_vectors(items, mask)) + self.wpe(pos)[None] + self.wtype(types) + self.wgap(gaps)
+        x = self.item_in(self.item_vectors(items, mask)[..., :-1]) + self.wpe(pos)[None] + self.wtype(types) + self.wgap(gaps)
         x = x * (items != PAD_INDEX).unsqueeze(-1)
         x = self.drop(x)
         for block in self.blocks:
@@ -131,16 +137,24 @@ class GenerativeRecommender(nn.Module):
 
     def queries(self, hidden: torch.Tensor, head_index: torch.Tensor) -> torch.Tensor:
         """hidden [N, n_embd], head_index [N] long (task * (mtp_depth + 1) + depth) -> [N, item_dim]
-        queries, scaled so that `queries @ table.T` are logits."""
+        queries, scaled so that `queries @ items.T` are logits."""
         c = self.config
-        w = self.head.weight.view(c.num_heads_out, c.item_dim, c.n_embd)
-        if c.num_heads_out == 1:
-            q = hidden @ w[0].T
-        else:
-            q = torch.einsum("nc,ndc->nd", hidden, w[head_index])
-        if c.normalize:
-            q = F.normalize(q, dim=-1) / c.temperature
-        return q
+        q = self.head(hidden).view(-1, c.num_heads_out, c.item_dim)
+        return self._scale(q[torch.arange(len(q), device=q.device), head_index])
+
+    def queries_at(self, hidden: torch.Tensor, w: torch.Tensor, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Queries of head h[i] at position (w[i], t[i]) of hidden [B, T, n_embd] -> [N, item_dim].
+        Every head is computed once per position (one matmul), then the asked ones are picked:
+        cheaper than gathering a weight slice per target."""
+        c = self.config
+        q = self.head(hidden).view(*hidden.shape[:2], c.num_heads_out, c.item_dim)
+        return self._scale(q[w, t, h])
+
+    def _scale(self, q: torch.Tensor) -> torch.Tensor:
+        """[N, item_dim] -> [N, item_dim + 1]: normalised / temperature, then 1 for the item bias."""
+        c = self.config
+        q = F.normalize(q, dim=-1) / c.temperature if c.normalize else q
+        return F.pad(q, (0, 1), value=1.0)
 
     def head_index(self, task: int | torch.Tensor, depth: int | torch.Tensor) -> int | torch.Tensor:
         """Index of the head for a task and a prediction depth (depth beyond mtp_depth -> last head)."""
