@@ -42,7 +42,12 @@ class ItemTower(nn.Module):
         """ids [...] long -> [..., item_dim + 1] (vector, then logit bias); only the rows asked for
         are computed, so a step on a 1M-title catalog with sampled negatives never touches the whole
         table. `mask` [V] bool replaces the ID part (and bias) of the masked titles by the OOV ones.
-        Padding maps to zeros."""
+        Padding maps to zeros. A batch repeats titles many times (inputs, targets, negatives), so the
+        tower runs once per distinct title and the rows are gathered back."""
+        uniq, inverse = torch.unique(ids, return_inverse=True)
+        return self._rows(uniq, mask)[inverse]
+
+    def _rows(self, ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         out = torch.cat([self.id_embedding(ids), self.bias(ids)], dim=-1)
         if mask is not None:
             oov = torch.cat([self.oov, self.oov_bias]).expand_as(out)
