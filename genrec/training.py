@@ -45,8 +45,10 @@ ERROR_MARKER = "GENREC_TRAINING_ERROR:"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run depends on. Defaults: the 1M preset beats popularity by a wide
-    margin on ~200k events of 2,000 users in about a minute on 2 CPU cores."""
+    """Everything a training run depends on. Defaults measured on synthetic data (2,000 users,
+    233k events, 800 titles): even the 50K preset at 60 steps of 32 windows reaches like/play
+    MRR 0.81/0.061 vs popularity 0.023/0.026. MTP (mtp_depth > 0) and masking slowed learning a lot
+    in such short runs, so they are off by default; masking only acts with a semantic tower."""
 
     preset: str = "1M"
     max_steps: int = 300
@@ -58,16 +60,16 @@ class TrainConfig:
     warmup_steps: int = 20
     weight_decay: float = 0.01
     grad_clip: float = 1.0
-    loss: str = "sampled"  # "full" | "sampled"
+    loss: str = "full"  # "full" | "sampled" (use sampled for catalogs beyond ~100k titles)
     sampler: str = "in-batch+uniform"  # see genrec.model.build_sampler
     num_negatives: int = 512
     logq: bool = True
-    mtp_depth: int = 2
+    mtp_depth: int = 0
     mtp_decay: float = 0.5  # loss weight of depth j is mtp_decay**j
     mask_prob: float = 0.1
     max_len: int = 50
     item_dim: int = 64  # projected head width (0: unprojected, as wide as the backbone)
-    dropout: float = 0.1
+    dropout: float = 0.0
     temperature: float = 0.05
     normalize: bool = True
     seed: int = 0
@@ -399,7 +401,8 @@ class Trainer:
             for micro in range(cfg.grad_accum):
                 items, types, gaps, targets = self._batch(self.step, micro)
                 mask = None
-                if cfg.mask_prob > 0:
+                # Masking the ID part only makes sense when metadata can stand in for it.
+                if cfg.mask_prob > 0 and self.model_config.semantic_dim > 0:
                     mask = torch.rand(len(self.vocab), generator=generator, device=ctx.device) < cfg.mask_prob
                 # Normalise by the global weight so DDP's gradient average equals one big batch.
                 with torch.no_grad():

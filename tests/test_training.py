@@ -21,7 +21,8 @@ from genrec.training import (TrainConfig, Trainer, checkpoint_paths, load_latest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "testdata", "model"))
 from seqfixtures import write_sequences  # noqa: E402
 
-TINY = TrainConfig(preset="50K", max_steps=40, batch_size=16, max_len=16, num_negatives=32, checkpoint_every=20,
+TINY = TrainConfig(preset="50K", max_steps=40, batch_size=16, max_len=16, loss="sampled", sampler="in-batch+uniform",
+                   num_negatives=32, mtp_depth=2, mask_prob=0.1, dropout=0.1, checkpoint_every=20,
                    warmup_steps=5, num_threads=1)
 
 
