@@ -28,9 +28,9 @@ from genrec.metrics import ndcg_at_k, recall_at_k, reciprocal_rank, target_ranks
 from genrec.training import TrainConfig, launch_training
 
 # Tuned on ml-latest-small and synthetic data (never per data set at run time).
-BENCH_DEFAULTS = dict(preset="200K", max_steps=1500, batch_size=32, max_len=200, loss="sampled",
-                      sampler="in-batch+uniform", num_negatives=1024, mtp_depth=0, mask_prob=0.0, dropout=0.2,
-                      lr=2e-3, warmup_steps=50, item_dim=64, filter_seen=True, checkpoint_every=0)
+BENCH_DEFAULTS = dict(preset="200K", max_steps=1500, batch_size=32, max_len=200, loss="full", mtp_depth=0,
+                      mask_prob=0.0, dropout=0.2, lr=2e-3, warmup_steps=50, item_dim=64, filter_seen=True,
+                      checkpoint_every=0)
 
 
 def read_ratings(path: str) -> pa.Table:
