@@ -90,9 +90,9 @@ def embed(sequences_dir: str, out_path: str, encoder: str, cache_path: str | Non
 @click.option("--sequences", "sequences_dir", required=True)
 @click.option("--embeddings", "embeddings_path", default=None)
 @click.option("--out", "out_dir", required=True, help="Model folder to write.")
-@click.option("--preset", default="1M", show_default=True)
-@click.option("--steps", "max_steps", default=300, show_default=True)
-@click.option("--mtp-depth", default=2, show_default=True)
+@click.option("--preset", default="200K", show_default=True)
+@click.option("--steps", "max_steps", default=150, show_default=True)
+@click.option("--mtp-depth", default=0, show_default=True, help="Extra heads for targets 1..k steps ahead.")
 @click.option("--nproc", default=1, show_default=True, help="torchrun processes on this machine.")
 @click.option("--warm-start", "warm_start_dir", default=None, help="Model folder to warm-start from.")
 def train(sequences_dir, embeddings_path, out_dir, preset, max_steps, mtp_depth, nproc, warm_start_dir) -> None:
@@ -235,8 +235,8 @@ def run(events_uri, registry_uri, workdir, **options) -> None:
 
 @cli.command()
 @click.option("--workdir", default="runs/demo", show_default=True)
-@click.option("--users", default=1500, show_default=True)
-@click.option("--titles", "n_titles", default=800, show_default=True)
+@click.option("--users", default=1000, show_default=True)
+@click.option("--titles", "n_titles", default=600, show_default=True)
 @_run_options
 def demo(workdir: str, users: int, n_titles: int, **options) -> None:
     """Built-in data -> the whole DAG locally. Run it twice: the second run's baseline is the first's champion."""
