@@ -287,7 +287,7 @@ class Trainer:
             dropout=cfg.dropout, mask_prob=cfg.mask_prob, normalize=cfg.normalize, temperature=cfg.temperature)
         model = GenerativeRecommender(self.model_config)
         if semantic is not None:
-            model.tower.semantic.copy_(torch.from_numpy(semantic))
+            model.tower.set_semantic(torch.from_numpy(semantic))
         resume = load_latest_checkpoint(self.out_dir)
         if resume is None and self.warm_start_dir:
             self.warm_info = warm_start(model, self.warm_start_dir, self.vocab, self.tasks)

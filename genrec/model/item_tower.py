@@ -31,6 +31,10 @@ class ItemTower(nn.Module):
                 nn.Linear(config.tower_hidden, config.item_dim))
             # [V, semantic_dim] metadata vectors aligned with the vocabulary (zeros: none known).
             self.register_buffer("semantic", torch.zeros(config.num_items, config.semantic_dim))
+            # Mean metadata vector of the training catalog. Sentence vectors of one catalog share a
+            # large common direction; the MLP sees each title's offset from it, else every title
+            # starts out looking alike and the shared branch drowns the ID embeddings.
+            self.register_buffer("semantic_mean", torch.zeros(config.semantic_dim))
         else:
             self.mlp = None
 
@@ -53,8 +57,20 @@ class ItemTower(nn.Module):
             oov = torch.cat([self.oov, self.oov_bias]).expand_as(out)
             out = torch.where(mask[ids].unsqueeze(-1), oov, out)
         if self.mlp is not None:
-            out = out + nn.functional.pad(self.mlp(self.semantic[ids]), (0, 1))
+            out = out + nn.functional.pad(self.mlp(self.centered(self.semantic[ids])), (0, 1))
         return out * (ids != PAD_INDEX).unsqueeze(-1).to(out.dtype)
+
+    def centered(self, vectors: torch.Tensor) -> torch.Tensor:
+        """[..., D] metadata vectors minus the catalog mean; rows of zeros (no metadata) stay zero."""
+        known = (vectors != 0).any(dim=-1, keepdim=True)
+        return torch.where(known, vectors - self.semantic_mean, vectors)
+
+    def set_semantic(self, vectors: torch.Tensor) -> None:
+        """Fill the [V, D] metadata table and its mean (over titles that have metadata)."""
+        self.semantic.copy_(vectors)
+        known = (vectors != 0).any(dim=-1)
+        if known.any():
+            self.semantic_mean.copy_(vectors[known].mean(dim=0))
 
     def represent(self, indices: torch.Tensor, vectors: torch.Tensor | None) -> torch.Tensor:
         """Items of any catalog: indices [C] long into this vocabulary (-1: unknown title, scored from
@@ -65,5 +81,5 @@ class ItemTower(nn.Module):
         if self.mlp is not None:
             if vectors is None:
                 vectors = self.semantic[indices.clamp(min=0)] * known.unsqueeze(-1)
-            out = out + nn.functional.pad(self.mlp(vectors), (0, 1))
+            out = out + nn.functional.pad(self.mlp(self.centered(vectors)), (0, 1))
         return out

@@ -78,6 +78,14 @@ class GenerativeRecommender(nn.Module):
         # Projected decoding head: hidden -> item_dim, one slice per (task, depth).
         self.head = nn.Linear(config.n_embd, config.num_heads_out * config.item_dim, bias=False)
         self.apply(self._init_weights)
+        # ID embeddings start 5x larger than nanoGPT's 0.02 and the metadata branch at zero: item
+        # vectors are normalised after the two parts are summed, and a shared MLP over similar
+        # sentence vectors otherwise outgrows the sparse ID rows and makes every title look alike
+        # (measured on the built-in data: validation MRR stuck at popularity's level).
+        nn.init.normal_(self.tower.id_embedding.weight, mean=0.0, std=0.1)
+        if self.tower.mlp is not None:
+            nn.init.zeros_(self.tower.mlp[-1].weight)
+            nn.init.zeros_(self.tower.mlp[-1].bias)
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
