@@ -270,7 +270,8 @@ class Trainer:
     def setup(self) -> None:
         cfg = self.config
         self.ctx = init_distributed()
-        torch.set_num_threads(cfg.num_threads or max(1, (os.cpu_count() or 1) // self.ctx.world_size))
+        torch.set_num_threads(cfg.num_threads or int(os.environ.get("OMP_NUM_THREADS") or 0)
+                              or max(1, (os.cpu_count() or 1) // self.ctx.world_size))
         torch.manual_seed(cfg.seed)
         if cfg.batch_size % self.ctx.world_size:
             raise ConfigError(f"batch_size {cfg.batch_size} is not divisible by {self.ctx.world_size} processes")
