@@ -181,19 +181,6 @@ def rollback(registry_uri: str) -> None:
 
 
 # --- the pipeline -------------------------------------------------------------------------------
-def _parse_params(pairs: tuple[str, ...]) -> dict:
-    params = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--param")
-        try:
-            params[key.replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key.replace("-", "_")] = value
-    return params
-
-
 def _run_options(func):
     for option in reversed([
         click.option("--titles", "titles_uri", default="", help="Title metadata, when not beside the events."),
@@ -215,7 +202,9 @@ def _pipeline_arguments(events_uri, registry_uri, titles_uri, train_preset, trai
                 "encoder": encoder,
                 "sweep_presets": [p.strip() for p in sweep_presets.split(",")] if sweep_presets else None}
     args.update({k: v for k, v in optional.items() if v is not None})
-    args.update(_parse_params(params))
+    from pipelines.deploy import parse_params
+
+    args.update(parse_params(params))
     return args
 
 
