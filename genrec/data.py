@@ -108,7 +108,8 @@ class Windows:
     """Fixed-length windows, padding at the end.
 
     items, types, gaps [W, L] int64; targets [W, H, L] int64 (H = tasks * (mtp_depth + 1); head
-    task*(k+1)+j at position t holds the (j+1)-th next event of that task after t, 0 when none);
+    task*(k+1)+j at position t holds the first event of that task at position >= t + 1 + j, 0 when
+    none: j = 0 is the task's next event, j = d what a cache filled at t serves d events later);
     predict [W, L] bool: the event after t is one of the split's target events (validation);
     next_task [W, L] int64: task of the event after t (-1 when none); users [W] user ids;
     starts [W] int64: where the window starts in its user's sequence.
@@ -154,9 +155,10 @@ def build_windows(table: pa.Table, vocab: Vocabulary, tasks: tuple[str, ...], ma
         steps = np.arange(n)
         for task in range(len(tasks)):
             where = np.flatnonzero(types == task)
-            nxt = np.searchsorted(where, steps, side="right")
             for j in range(depth):
-                k = nxt + j
+                # First event of this task at position >= t + 1 + j: what a cache filled after event t
+                # is asked for j events later (the shadow replay's delay j), whatever types come between.
+                k = np.searchsorted(where, steps + j, side="right")
                 ok = k < len(where)
                 targets[task * depth + j, ok] = items[where[k[ok]]]
         next_task = np.full(n, -1, np.int64)

@@ -15,6 +15,7 @@ from genrec.errors import ConfigError
 PRESETS: dict[str, tuple[int, int, int]] = {
     # small presets for CPU sweeps on a laptop
     "50K": (4, 2, 32),
+    "100K": (2, 2, 64),  # the shape of SASRec as usually benchmarked (2 blocks, 2 heads, 64 wide)
     "200K": (4, 4, 64),
     "500K": (3, 4, 120),
     "1M": (5, 4, 128),
@@ -55,7 +56,7 @@ class ModelConfig:
     max_len: int = 50  # positions (events per window)
     num_items: int = 4  # vocabulary size including the reserved indices (pad, unk, mask)
     num_tasks: int = 1  # event types; each is a task with its own head
-    mtp_depth: int = 0  # extra heads predicting 2nd..(k+1)-th next event of a task
+    mtp_depth: int = 0  # extra heads: head j predicts the first event of a task at least j events ahead
     item_dim: int = 32  # width of item embeddings and of the projected decoding head
     semantic_dim: int = 0  # metadata vector width (0: no semantic tower)
     tower_hidden: int = 128
