@@ -101,6 +101,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--task", default="play")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per training (0: all cores)")
     args = parser.parse_args()
     from genrec.semantic import EmbedConfig, embed_metadata
 
@@ -108,7 +109,10 @@ def main() -> None:
     seq = synthetic_sequences(os.path.join(work, "sequences"), args.users, args.seed)
     emb = os.path.join(work, "embeddings.parquet")
     embed_metadata(os.path.join(seq, "titles.parquet"), emb, EmbedConfig(encoder=args.encoder))
-    base = TrainConfig(preset=args.preset, max_steps=args.steps, mtp_depth=2, mask_prob=0.2, checkpoint_every=0)
+    # The production recipe: sampled softmax (in-batch + uniform, logQ) through the projected head,
+    # MTP heads for cached serving, collaborative-embedding masking. Each variant removes one part.
+    base = TrainConfig(preset=args.preset, max_steps=args.steps, loss="sampled", mtp_depth=2, mask_prob=0.2,
+                       checkpoint_every=0, num_threads=args.threads)
     variants = {
         "base": base,
         "full_unprojected": dataclasses.replace(base, loss="full", item_dim=0),

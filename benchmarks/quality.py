@@ -41,15 +41,17 @@ def read_ratings(path: str) -> pa.Table:
     return pa.table({"user_id": t["userId"], "item_id": t["movieId"], "timestamp": t["timestamp"]})
 
 
-def leave_last_out(events: pa.Table, out_dir: str) -> str:
-    """Canonical sequences folder: train = all but each user's last event; validation = the whole
-    sequence with n_history = len - 1 (so its one target is the last event)."""
+def leave_last_out(events: pa.Table, out_dir: str, targets: int = 1) -> str:
+    """Canonical sequences folder: train = all but each user's last `targets` events; validation =
+    the whole sequence with n_history = len - targets (so its targets are those last events, each
+    ranked with the true events before it as history). Users with fewer than targets + 1 events are
+    left out."""
     order = pc.sort_indices(events, [("user_id", "ascending"), ("timestamp", "ascending")])  # stable
     ev = events.take(order)
     users = ev["user_id"].to_numpy(zero_copy_only=False)
     change = np.flatnonzero(users[1:] != users[:-1]) + 1
     offsets = np.concatenate([[0], change, [len(users)]]).astype(np.int32)
-    keep = np.diff(offsets) >= 2
+    keep = np.diff(offsets) >= targets + 1
     uids = users[offsets[:-1]][keep]
     items = pa.ListArray.from_arrays(pa.array(offsets), ev["item_id"].combine_chunks()).filter(pa.array(keep))
     times = pa.ListArray.from_arrays(pa.array(offsets), ev["timestamp"].combine_chunks()).filter(pa.array(keep))
@@ -57,10 +59,10 @@ def leave_last_out(events: pa.Table, out_dir: str) -> str:
     types = pa.ListArray.from_arrays(pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)),
                                      pa.array(["play"] * int(lengths.sum())))
     full = pa.Table.from_arrays([pa.array(uids, pa.string()), items, types, times,
-                                 pa.array(lengths - 1, pa.int32())], schema=SEQUENCE_SCHEMA)
+                                 pa.array(lengths - targets, pa.int32())], schema=SEQUENCE_SCHEMA)
     train = pa.Table.from_pylist([
-        {"user_id": r["user_id"], "items": r["items"][:-1], "event_types": r["event_types"][:-1],
-         "timestamps": r["timestamps"][:-1], "n_history": 0} for r in full.to_pylist()], schema=SEQUENCE_SCHEMA)
+        {"user_id": r["user_id"], "items": r["items"][:-targets], "event_types": r["event_types"][:-targets],
+         "timestamps": r["timestamps"][:-targets], "n_history": 0} for r in full.to_pylist()], schema=SEQUENCE_SCHEMA)
     for split, table in (("train", train), ("validation", full), ("shadow", full)):
         os.makedirs(os.path.join(out_dir, split), exist_ok=True)
         pq.write_table(table, os.path.join(out_dir, split, "part-00000.parquet"))
@@ -104,9 +106,9 @@ def popularity_row(seq_dir: str) -> dict:
             "mrr": float(np.mean(rr)), "fit_s": round(time.perf_counter() - started, 2)}
 
 
-def genrec_row(seq_dir: str, out_dir: str, config: TrainConfig) -> dict:
+def genrec_row(seq_dir: str, out_dir: str, config: TrainConfig, embeddings: str | None = None) -> dict:
     started = time.perf_counter()
-    metrics = launch_training(seq_dir, out_dir, config)
+    metrics = launch_training(seq_dir, out_dir, config, embeddings_path=embeddings)
     m = metrics["tasks"]["play"]
     return {"model": f"genrec-{config.preset}", "hr@10": m["recall@10"], "ndcg@10": m["ndcg@10"], "mrr": m["mrr"],
             "fit_s": round(time.perf_counter() - started, 2), "train_s": metrics["train_seconds"],
@@ -160,9 +162,11 @@ def main() -> None:
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument("--skip-genrec", action="store_true")
+    parser.add_argument("--embeddings", default=None, help="title embeddings Parquet (genrec embed) for the semantic tower")
     parser.add_argument("--peer-epochs", type=int, default=150)
-    parser.add_argument("--tune", action="store_true",
-                        help="drop each user's last event first (a validation split for tuning; the test stays unseen)")
+    parser.add_argument("--tune", type=int, default=0, metavar="N",
+                        help="tuning split: drop each user's last (test) event, then score the N events before "
+                             "it (the test stays unseen; N > 1 lowers the noise of a comparison)")
     _config_args(parser)
     args = parser.parse_args()
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
@@ -174,10 +178,10 @@ def main() -> None:
         events = read_ratings(args.data)
         if args.tune:
             events = drop_last_events(events)
-        seq_dir = leave_last_out(events, os.path.join(work, "sequences"))
+        seq_dir = leave_last_out(events, os.path.join(work, "sequences"), args.tune or 1)
     print(json.dumps(popularity_row(seq_dir)), flush=True)
     if not args.skip_genrec:
-        print(json.dumps(genrec_row(seq_dir, os.path.join(work, f"model-{time.time_ns()}"), config)), flush=True)
+        print(json.dumps(genrec_row(seq_dir, os.path.join(work, f"model-{time.time_ns()}"), config, args.embeddings)), flush=True)
     if not args.skip_peer and events is not None:
         print(json.dumps(sasrec_row(events, args.peer_epochs)), flush=True)
 
