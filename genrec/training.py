@@ -41,6 +41,8 @@ PER_USER_FILE = "validation_per_user.parquet"
 CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
 ERROR_MARKER = "GENREC_TRAINING_ERROR:"
+#: steps timed before a wall-clock budget (TrainConfig.max_seconds) fixes the run's step count.
+BUDGET_CALIBRATION_STEPS = 20
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class TrainConfig:
     preset: str = "1M"
     max_steps: int = 300
     max_tokens: int = 0  # budget in events seen (0: steps only); whichever comes first
+    max_seconds: float = 0.0  # wall-clock budget of the training loop (0: none); see Trainer.fit_budget
     batch_size: int = 64  # global batch (windows), split across ranks
     grad_accum: int = 1
     lr: float = 3e-3
@@ -85,6 +88,8 @@ class TrainConfig:
             raise ConfigError(f"loss {self.loss!r} must be 'full' or 'sampled'")
         if self.fsdp not in ("auto", "on", "off"):
             raise ConfigError(f"fsdp {self.fsdp!r} must be auto, on or off")
+        if self.max_seconds < 0:
+            raise ConfigError(f"max_seconds {self.max_seconds} must be >= 0 (0: no time budget)")
         if self.max_steps < 0 or self.batch_size < 1 or self.grad_accum < 1 or self.max_len < 2:
             raise ConfigError("max_steps >= 0, batch_size >= 1, grad_accum >= 1 and max_len >= 2 are required")
 
@@ -349,6 +354,7 @@ class Trainer:
         model_sd, optim_sd = get_state_dict(self.step_module, self.optimizer, options=opts)
         return {"model": model_sd, "optimizer": optim_sd, "scheduler": self.scheduler.state_dict(),
                 "step": self.step, "tokens": self.tokens, "train_seconds": self.train_seconds,
+                "total_steps": self.total_steps,
                 "last_loss": self.last_loss,
                 "rng": torch.get_rng_state(), "config": self.config.to_json()}
 
@@ -360,6 +366,7 @@ class Trainer:
                        options=StateDictOptions(full_state_dict=True, strict=False))
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.tokens = int(state["step"]), int(state["tokens"])
+        self.total_steps = int(state.get("total_steps", self.total_steps))
         self.train_seconds = float(state["train_seconds"])
         self.last_loss = float(state.get("last_loss", float("nan")))
         torch.set_rng_state(state["rng"])
@@ -438,6 +445,11 @@ class Trainer:
                 self.writer.add_scalar("train/tokens", self.tokens, self.step)
             bar.update(1)
             bar.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
+            if cfg.max_seconds and self.step == BUDGET_CALIBRATION_STEPS:
+                self.fit_budget()
+                bar.total = self.total_steps
+                self.scheduler.last_epoch -= 1  # recompute this step's LR on the new schedule
+                self.scheduler.step()
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.save_checkpoint()
             if cfg.max_tokens and self.tokens >= cfg.max_tokens:
@@ -449,6 +461,19 @@ class Trainer:
                                 "checkpoint saved, rerun to resume")
         if cfg.checkpoint_every and self.step % cfg.checkpoint_every:
             self.save_checkpoint()
+
+    def fit_budget(self) -> None:
+        """Fix the step count so the loop ends within `max_seconds`, from the speed of the steps so
+        far: the LR schedule then still decays to its end on the last step, which a plain timeout
+        would cut short. Every rank takes the smallest estimate, so all stop on the same step.
+        (Also used to keep a benchmark's fit inside its time limit on data of any size.)"""
+        cfg = self.config
+        per_step = self.train_seconds / max(self.step, 1)
+        fits = self.step + int(max(0.0, cfg.max_seconds - self.train_seconds) / max(per_step, 1e-9))
+        estimate = torch.tensor([float(min(self.total_steps, max(fits, self.step)))], dtype=torch.float64)
+        if self.ctx.distributed:
+            dist.all_reduce(estimate, op=dist.ReduceOp.MIN)
+        self.total_steps = int(estimate[0])
 
     # evaluation and output ---------------------------------------------------------------------------
     @torch.no_grad()

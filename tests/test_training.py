@@ -139,3 +139,26 @@ def test_checkpoints_resume_and_skip_corrupt_files(trained, tmp_path):
     with open(tmp_path / "checkpoints" / "step_000000002.pt", "wb") as fh:
         fh.write(b"truncated")
     assert load_latest_checkpoint(str(tmp_path))["step"] == 1
+
+
+def test_time_budget_fixes_the_step_count_from_measured_speed(seq_dir):
+    trainer = Trainer(seq_dir, "unused", TrainConfig(max_steps=10_000, max_seconds=10.0))
+    trainer.ctx = type("Ctx", (), {"distributed": False})()
+    trainer.total_steps, trainer.step, trainer.train_seconds = 10_000, 20, 2.0  # 0.1 s per step so far
+    trainer.fit_budget()
+    assert trainer.total_steps == 20 + 80  # the 8 s left hold 80 more steps
+    trainer.total_steps, trainer.train_seconds = 50, 2.0
+    trainer.fit_budget()
+    assert trainer.total_steps == 50  # never more than max_steps
+
+
+def test_spent_time_budget_ends_the_run_after_calibration_with_the_schedule_finished(seq_dir, tmp_path):
+    from genrec.training import BUDGET_CALIBRATION_STEPS
+
+    cfg = TrainConfig(preset="50K", max_steps=10_000, max_seconds=1e-9, batch_size=8, max_len=16, loss="full",
+                      checkpoint_every=0, warmup_steps=2, num_threads=1)
+    trainer, metrics = run(seq_dir, tmp_path / "m", cfg)
+    assert metrics["steps"] == BUDGET_CALIBRATION_STEPS
+    assert trainer.scheduler.get_last_lr()[0] == pytest.approx(cfg.lr * cfg.min_lr_ratio)
+    with pytest.raises(ConfigError, match="max_seconds"):
+        TrainConfig(max_seconds=-1)
