@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 
 from genrec.errors import ConfigError, InputError
 from genrec.events import EXTRACT_METRICS_FILE, ITEM_ID, VOCAB_FILE
-from genrec.metrics import ndcg_at_k, recall_at_k, reciprocal_rank
+from genrec.metrics import ndcg_at_k, paired_bootstrap_columns, recall_at_k, reciprocal_rank
 from genrec.recommender import History, Recommender
 
 log = logging.getLogger(__name__)
@@ -309,43 +309,6 @@ def request_metrics(ranks: np.ndarray, k: int) -> np.ndarray:
     return np.stack([reciprocal_rank(ranks), recall_at_k(ranks, k), ndcg_at_k(ranks, k)], axis=1)
 
 
-def paired_user_bootstrap(candidate: np.ndarray, baseline: np.ndarray, users: np.ndarray,
-                          n_resamples: int, confidence: float, seed: int,
-                          budget: int = 4_000_000) -> dict[str, np.ndarray]:
-    """Paired bootstrap over users for several metrics at once, in bounded memory.
-
-    candidate, baseline [N, M] request-level metrics; users [N]. Same estimator as
-    genrec.metrics.paired_bootstrap (per-user means, users resampled with replacement, percentile
-    interval; identical draws for the same seed), but the [resamples, users] index matrix is drawn
-    in chunks of at most `budget` entries (that function would hold 800 MB at 100k users) and one
-    draw serves every metric. Returns candidate, baseline, diff, lower, upper: each [M].
-    """
-    _, inverse = np.unique(users, return_inverse=True)
-    n_users = int(inverse.max()) + 1
-    counts = np.bincount(inverse, minlength=n_users)[:, None]
-
-    def per_user(values: np.ndarray) -> np.ndarray:
-        sums = np.stack([np.bincount(inverse, weights=values[:, j], minlength=n_users)
-                         for j in range(values.shape[1])], axis=1)
-        return sums / counts
-
-    cand_u, base_u = per_user(candidate), per_user(baseline)
-    diff_u = cand_u - base_u
-    rng = np.random.default_rng(seed)
-    chunk = max(1, budget // n_users)
-    boot = []
-    for start in range(0, n_resamples, chunk):
-        m = min(chunk, n_resamples - start)
-        idx = rng.integers(0, n_users, size=(m, n_users))
-        boot.append(diff_u[idx].mean(axis=1))
-    boots = np.concatenate(boot, axis=0)
-    alpha = (1.0 - confidence) / 2.0
-    lower, upper = np.quantile(boots, [alpha, 1.0 - alpha], axis=0)
-    return {"candidate": cand_u.mean(axis=0), "baseline": base_u.mean(axis=0),
-            "diff": cand_u.mean(axis=0) - base_u.mean(axis=0), "lower": lower, "upper": upper,
-            "n_users": n_users}
-
-
 def activity_slices(activity: np.ndarray, edges: Sequence[int]) -> list[tuple[str, np.ndarray]]:
     """[(name, [N] bool)] history-length buckets: edges (1, 10, 50) -> history_1-9, 10-49, 50+."""
     out = []
@@ -369,7 +332,7 @@ def metric_rows(task: str, delay: int, requests: Requests, cand_ranks: np.ndarra
     for name, mask in slices:
         if not mask.any():
             continue
-        stats = paired_user_bootstrap(cand[mask], base[mask], requests.user[mask], config.n_resamples,
+        stats = paired_bootstrap_columns(cand[mask], base[mask], requests.user[mask], config.n_resamples,
                                       config.confidence, config.seed)
         for j, metric in enumerate(config.metric_names):
             b = float(stats["baseline"][j])

@@ -13,9 +13,9 @@ import pytest
 from genrec.baselines import PopularityRecommender
 from genrec.errors import ConfigError
 from genrec.events import SEQUENCE_SCHEMA, VOCAB_SCHEMA
-from genrec.metrics import paired_bootstrap
+from genrec.metrics import paired_bootstrap, paired_bootstrap_columns
 from genrec.recommender import Recommender
-from genrec.shadow import (ShadowConfig, Window, build_requests, decide, paired_user_bootstrap,
+from genrec.shadow import (ShadowConfig, Window, build_requests, decide,
                            shadow_evaluate, shadow_evaluate_recommenders)
 
 DAY = 86400
@@ -161,16 +161,19 @@ def test_fast_ranks_equal_reference_ranks():
 
 
 # --- bootstrap ------------------------------------------------------------------------------------------
-def test_chunked_bootstrap_matches_metrics_paired_bootstrap():
+def test_bootstrap_columns_agree_with_one_metric_at_a_time_and_with_chunking():
     rng = np.random.default_rng(3)
     users = rng.integers(0, 40, size=300)
-    cand, base = rng.random(300), rng.random(300)
-    ref = paired_bootstrap(cand, base, users, n_resamples=200, confidence=0.9, seed=5)
-    ours = paired_user_bootstrap(cand[:, None], base[:, None], users, 200, 0.9, 5)
-    assert ours["diff"][0] == pytest.approx(ref.diff)
-    assert ours["lower"][0] == pytest.approx(ref.lower) and ours["upper"][0] == pytest.approx(ref.upper)
-    chunked = paired_user_bootstrap(cand[:, None], base[:, None], users, 200, 0.9, 5, budget=100)
-    assert chunked["lower"][0] == pytest.approx(ref.lower, abs=0.03)  # other draws, same distribution
+    cand, base = rng.random((300, 2)), rng.random((300, 2))
+    by_user = [(cand[users == u] - base[users == u]).mean(axis=0) for u in np.unique(users)]
+    many = paired_bootstrap_columns(cand, base, users, 200, 0.9, 5)
+    assert many["diff"] == pytest.approx(np.mean(by_user, axis=0))  # users weigh equally, not requests
+    for j in range(2):
+        one = paired_bootstrap(cand[:, j], base[:, j], users, n_resamples=200, confidence=0.9, seed=5)
+        assert (many["lower"][j], many["upper"][j]) == pytest.approx((one.lower, one.upper))  # same draws
+        assert one.lower < one.diff < one.upper and one.n_users == 40
+    chunked = paired_bootstrap_columns(cand, base, users, 200, 0.9, 5, budget=100)
+    assert chunked["lower"] == pytest.approx(many["lower"], abs=0.03)  # other draws, same distribution
 
 
 def test_bootstrap_interval_covers_the_true_difference():
@@ -181,7 +184,7 @@ def test_bootstrap_interval_covers_the_true_difference():
         users = np.repeat(np.arange(200), 3)
         base = rng.random(600)
         cand = base + 0.05 + rng.normal(0, 0.2, size=600)
-        ci = paired_user_bootstrap(cand[:, None], base[:, None], users, 300, 0.9, seed)
+        ci = paired_bootstrap_columns(cand[:, None], base[:, None], users, 300, 0.9, seed)
         covered += ci["lower"][0] <= 0.05 <= ci["upper"][0]
     assert covered >= 32
 
