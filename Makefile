@@ -23,8 +23,14 @@ demo: install
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
-bench: install
-	$(BIN)/python -m pip install --quiet -e '.[bench]' '$(TORCH_PIN)'
+# The SASRec peer (rectools) pins older numpy/pandas: it gets its own venv so `make test` never sees them.
+BENCH_VENV ?= .venv-bench
+bench:
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet '$(TORCH_PIN)'
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[bench]' '$(TORCH_PIN)'
+	@echo "benchmarks: $(BENCH_VENV)/bin/python benchmarks/quality.py --data ../shared/data/ml-latest-small"
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
