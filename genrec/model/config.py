@@ -64,7 +64,7 @@ class ModelConfig:
     dropout: float = 0.0
     mask_prob: float = 0.0  # collaborative-embedding masking (drop the ID part) in training
     normalize: bool = True  # L2-normalise queries and items (cosine similarity)
-    temperature: float = 0.05  # logits = similarity / temperature when normalised
+    temperature: float = 0.07  # logits = similarity / temperature when normalised (see TrainConfig)
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
