@@ -47,10 +47,11 @@ BUDGET_CALIBRATION_STEPS = 20
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run depends on. Defaults measured on synthetic data (2,000 users,
-    233k events, 800 titles): even the 50K preset at 60 steps of 32 windows reaches like/play
-    MRR 0.81/0.061 vs popularity 0.023/0.026. MTP (mtp_depth > 0) and masking slowed learning a lot
-    in such short runs, so they are off by default; masking only acts with a semantic tower."""
+    """Everything a training run depends on. Defaults measured on the built-in data (1,500-2,000
+    users, 800 titles) and ml-latest-small: the 50K preset at 60 steps of 64 windows reaches
+    like/play MRR 0.90/0.13 vs popularity 0.023/0.026. MTP heads (mtp_depth > 0) cost next-event
+    quality in runs this short and gained only at delay 2 (benchmarks/claims.py), so they are off by
+    default; masking only acts with a semantic tower."""
 
     preset: str = "1M"
     max_steps: int = 300
@@ -69,7 +70,9 @@ class TrainConfig:
     logq: bool = True
     mtp_depth: int = 0
     mtp_decay: float = 0.5  # loss weight of depth j is mtp_decay**j
-    mask_prob: float = 0.1
+    # Off by default: on the built-in data (benchmarks/claims.py, 500K, 300 steps) p=0.2 lowered
+    # validation play MRR 0.204 -> 0.170 and did not help cold-start titles (0.017 vs 0.120 without).
+    mask_prob: float = 0.0
     max_len: int = 50
     item_dim: int = 64  # projected head width (0: unprojected, as wide as the backbone)
     dropout: float = 0.0
