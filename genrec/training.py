@@ -223,7 +223,7 @@ def warm_start(model: GenerativeRecommender, old_dir: str, vocab: Vocabulary, ta
             state[name] = new
             reused = len(keep)
             loaded += 1
-        elif name == "tower.semantic":
+        elif name in ("tower.semantic", "tower.oov"):  # this run's metadata; OOV stays zeros
             continue
         elif name.startswith(("head.", "wtype.")) and tuple(old_cfg.get("tasks", ())) != tasks:
             skipped.append(name)

@@ -87,25 +87,26 @@ def test_head_index_uses_last_head_beyond_mtp_depth():
     assert model.head_index(0, 1) == 1
 
 
-def test_masking_replaces_the_id_part_by_the_oov_vector_only():
+def test_masking_leaves_metadata_alone_to_represent_a_title():
     model = tiny(semantic_dim=4, normalize=False)
+    assert "tower.oov" not in dict(model.named_parameters())  # nothing to learn "masked titles" from
     with torch.no_grad():
         model.tower.semantic.normal_()
-        model.tower.oov.normal_()
+        model.tower.oov_bias.fill_(-0.5)
         model.tower.bias.weight.normal_()
     mask = torch.zeros(30, dtype=torch.bool)
     mask[[5, 9]] = True
     ids = torch.arange(30)
     plain, masked = model.tower(ids), model.tower(ids, mask)
     meta = model.tower.mlp(model.tower.semantic)
-    assert torch.allclose(masked[5, :-1], model.tower.oov + meta[5])
+    assert torch.allclose(masked[5, :-1], meta[5])
     assert torch.allclose(masked[5, -1], model.tower.oov_bias)  # the bias is collaborative too
     assert torch.allclose(masked[~mask][1:], plain[~mask][1:])  # row 0 is padding
     assert torch.all(masked[0] == 0)
-    # a title the model never saw is scored from metadata + OOV
+    # a title the model never saw is scored from metadata alone, plus the OOV bias
     vec = torch.randn(2, 4)
     rep = model.tower.represent(torch.tensor([-1, 7]), vec)
-    assert torch.allclose(rep[0, :-1], model.tower.oov + model.tower.mlp(vec[0]))
+    assert torch.allclose(rep[0, :-1], model.tower.mlp(vec[0])) and rep[0, -1] == -0.5
     assert torch.allclose(rep[1, :-1], model.tower.id_embedding.weight[7] + model.tower.mlp(vec[1]))
     assert torch.allclose(rep[1, -1], model.tower.bias.weight[7, 0])
 
