@@ -20,10 +20,11 @@ class ItemTower(nn.Module):
         self.config = config
         self.id_embedding = nn.Embedding(config.num_items, config.item_dim)
         # The ID part of a masked or never-seen title: zeros (a buffer, not learned), so such a title
-        # is scored from its metadata alone, the same way in training and at serving. A learned
-        # vector here let the model recognise masked titles as one group instead of learning from
-        # metadata (built-in data: cold-start play MRR 0.017 with it vs 0.120 unmasked). Old model
-        # folders that learned one still load it.
+        # is scored from its metadata alone, the same way in training and at serving, and the model
+        # cannot learn one shared "masked title" direction. (Measured on the built-in data, claim c
+        # of benchmarks/claims.py: cold-start play MRR 0.017 with a learned vector, 0.021 with zeros,
+        # 0.120 without masking at all, so this was not the main cause.) Old model folders that
+        # learned one still load it.
         self.register_buffer("oov", torch.zeros(config.item_dim))
         # A popularity-like logit offset per title (dropped with the ID part when masked): with
         # L2-normalised vectors the direction alone cannot say how popular a title is.
