@@ -30,7 +30,7 @@ bench:
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(BENCH_VENV)/bin/python -m pip install --quiet '$(TORCH_PIN)'
 	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[bench]' '$(TORCH_PIN)'
-	@echo "benchmarks: $(BENCH_VENV)/bin/python benchmarks/quality.py --data ../shared/data/ml-latest-small"
+	@echo "benchmarks: $(BENCH_VENV)/bin/python benchmarks/quality.py --data MOVIELENS_OR_SEQUENCES_DIR"
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
