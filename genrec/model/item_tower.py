@@ -23,8 +23,8 @@ class ItemTower(nn.Module):
         # is scored from its metadata alone, the same way in training and at serving, and the model
         # cannot learn one shared "masked title" direction. (Measured on the built-in data, claim c
         # of benchmarks/claims.py: cold-start play MRR 0.017 with a learned vector, 0.021 with zeros,
-        # 0.120 without masking at all, so this was not the main cause.) Old model folders that
-        # learned one still load it.
+        # 0.120 without masking at all, so this was not the main cause; nor is the OOV bias, which
+        # moves it by under 0.01.) Old model folders that learned one still load it.
         self.register_buffer("oov", torch.zeros(config.item_dim))
         # A popularity-like logit offset per title (dropped with the ID part when masked): with
         # L2-normalised vectors the direction alone cannot say how popular a title is.
