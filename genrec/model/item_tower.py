@@ -57,20 +57,20 @@ class ItemTower(nn.Module):
         uniq, inverse = torch.unique(ids, return_inverse=True)
         return self._rows(uniq, mask)[inverse]
 
-    def _collaborative(self, ids: torch.Tensor) -> torch.Tensor:
-        """[..., item_dim + 1] the trained per-title part: ID vector, then logit bias."""
-        return torch.cat([self.id_embedding(ids), self.bias(ids)], dim=-1)
-
-    def _oov_like(self, rows: torch.Tensor) -> torch.Tensor:
-        """What replaces the collaborative part of a masked or unknown title, shaped like `rows`."""
-        return torch.cat([self.oov, self.oov_bias]).expand_as(rows)
+    def _assemble(self, ids: torch.Tensor, replaced: torch.Tensor | None,
+                  vectors: torch.Tensor | None) -> torch.Tensor:
+        """[..., item_dim + 1]: the trained per-title part (ID vector, then logit bias), replaced by
+        the OOV part where `replaced` (masked or unknown titles), plus the metadata MLP of `vectors`."""
+        out = torch.cat([self.id_embedding(ids), self.bias(ids)], dim=-1)
+        if replaced is not None:
+            out = torch.where(replaced.unsqueeze(-1), torch.cat([self.oov, self.oov_bias]).expand_as(out), out)
+        if self.mlp is not None:
+            out = out + nn.functional.pad(self.mlp(self.centered(vectors)), (0, 1))
+        return out
 
     def _rows(self, ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        out = self._collaborative(ids)
-        if mask is not None:
-            out = torch.where(mask[ids].unsqueeze(-1), self._oov_like(out), out)
-        if self.mlp is not None:
-            out = out + nn.functional.pad(self.mlp(self.centered(self.semantic[ids])), (0, 1))
+        vectors = self.semantic[ids] if self.mlp is not None else None
+        out = self._assemble(ids, None if mask is None else mask[ids], vectors)
         return out * (ids != PAD_INDEX).unsqueeze(-1).to(out.dtype)
 
     def centered(self, vectors: torch.Tensor) -> torch.Tensor:
@@ -89,10 +89,6 @@ class ItemTower(nn.Module):
         """Items of any catalog: indices [C] long into this vocabulary (-1: unknown title, scored from
         metadata alone plus the OOV bias), vectors [C, semantic_dim] or None -> [C, item_dim + 1]."""
         known = indices >= 0
-        ids = self._collaborative(indices.clamp(min=0))
-        out = torch.where(known.unsqueeze(-1), ids, self._oov_like(ids))
-        if self.mlp is not None:
-            if vectors is None:
-                vectors = self.semantic[indices.clamp(min=0)] * known.unsqueeze(-1)
-            out = out + nn.functional.pad(self.mlp(self.centered(vectors)), (0, 1))
-        return out
+        if self.mlp is not None and vectors is None:
+            vectors = self.semantic[indices.clamp(min=0)] * known.unsqueeze(-1)
+        return self._assemble(indices.clamp(min=0), ~known, vectors)
