@@ -28,6 +28,7 @@ class Vocabulary:
 
     item_ids: tuple[str, ...]
     counts: np.ndarray  # [V] int64 train-window events (0 for reserved rows)
+    first_seen: np.ndarray | None = None  # [V] int64 epoch seconds of each title's first event (0: unknown)
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -54,7 +55,8 @@ def read_vocabulary(path: str) -> Vocabulary:
     if os.path.isdir(path):
         path = os.path.join(path, VOCAB_FILE)
     try:
-        table = pq.read_table(path, columns=[ITEM_ID, "index", "count"])
+        table = pq.read_table(path)
+        table = table.select([c for c in (ITEM_ID, "index", "count", "first_seen") if c in table.column_names])
     except (OSError, pa.ArrowInvalid) as exc:
         raise InputError(f"{path}: cannot read vocabulary ({exc})") from None
     table = table.filter(pc.greater_equal(table["index"], NUM_RESERVED)).sort_by("index")
@@ -64,7 +66,11 @@ def read_vocabulary(path: str) -> Vocabulary:
     if not np.array_equal(index, np.arange(NUM_RESERVED, NUM_RESERVED + len(index))):
         raise InputError(f"{path}: item indices are not contiguous from {NUM_RESERVED}")
     counts = np.concatenate([np.zeros(NUM_RESERVED, np.int64), table["count"].to_numpy().astype(np.int64)])
-    return Vocabulary(RESERVED_NAMES + tuple(table[ITEM_ID].to_pylist()), counts)
+    first_seen = None
+    if "first_seen" in table.column_names:
+        first_seen = np.concatenate([np.zeros(NUM_RESERVED, np.int64),
+                                     table["first_seen"].to_numpy(zero_copy_only=False).astype(np.int64)])
+    return Vocabulary(RESERVED_NAMES + tuple(table[ITEM_ID].to_pylist()), counts, first_seen)
 
 
 def list_shards(data_dir: str, split: str) -> list[str]:
@@ -112,7 +118,8 @@ class Windows:
     none: j = 0 is the task's next event, j = d what a cache filled at t serves d events later);
     predict [W, L] bool: the event after t is one of the split's target events (validation);
     next_task [W, L] int64: task of the event after t (-1 when none); users [W] user ids;
-    starts [W] int64: where the window starts in its user's sequence.
+    starts [W] int64: where the window starts in its user's sequence; target_times [W, H, L] int64:
+    epoch seconds of each target event (0 when none), which says how new its title was then.
     """
 
     items: np.ndarray
@@ -123,6 +130,7 @@ class Windows:
     next_task: np.ndarray
     users: np.ndarray
     starts: np.ndarray
+    target_times: np.ndarray
 
     def __len__(self) -> int:
         return len(self.items)
@@ -143,7 +151,8 @@ def build_windows(table: pa.Table, vocab: Vocabulary, tasks: tuple[str, ...], ma
     n_history = table["n_history"].to_numpy(zero_copy_only=False).astype(np.int64)
     users = table[USER_ID].to_numpy(zero_copy_only=False)
 
-    out = {k: [] for k in ("items", "types", "gaps", "targets", "predict", "next_task", "users", "starts")}
+    out = {k: [] for k in ("items", "types", "gaps", "targets", "predict", "next_task", "users", "starts",
+                           "target_times")}
     for row in range(len(table)):
         lo, hi = offsets[row], offsets[row + 1]
         n = hi - lo
@@ -152,6 +161,8 @@ def build_windows(table: pa.Table, vocab: Vocabulary, tasks: tuple[str, ...], ma
         items, types = flat_items[lo:hi], flat_types[lo:hi]
         gaps = gap_buckets(flat_times[lo:hi], time_buckets)
         targets = np.zeros((len(tasks) * depth, n), np.int64)
+        target_times = np.zeros((len(tasks) * depth, n), np.int64)
+        times = flat_times[lo:hi]
         steps = np.arange(n)
         for task in range(len(tasks)):
             where = np.flatnonzero(types == task)
@@ -161,6 +172,7 @@ def build_windows(table: pa.Table, vocab: Vocabulary, tasks: tuple[str, ...], ma
                 k = np.searchsorted(where, steps + j, side="right")
                 ok = k < len(where)
                 targets[task * depth + j, ok] = items[where[k[ok]]]
+                target_times[task * depth + j, ok] = times[where[k[ok]]]
         next_task = np.full(n, -1, np.int64)
         next_task[:-1] = types[1:]
         predict = np.zeros(n, bool)
@@ -179,13 +191,31 @@ def build_windows(table: pa.Table, vocab: Vocabulary, tasks: tuple[str, ...], ma
             out["next_task"].append(np.pad(next_task[start:end], (0, pad), constant_values=-1))
             out["users"].append(users[row])
             out["starts"].append(start)
+            out["target_times"].append(np.pad(target_times[:, start:end], ((0, 0), (0, pad))))
     if not out["items"]:
         shape = (0, max_len)
         return Windows(np.zeros(shape, np.int64), np.zeros(shape, np.int64), np.zeros(shape, np.int64),
                        np.zeros((0, len(tasks) * depth, max_len), np.int64), np.zeros(shape, bool),
-                       np.zeros(shape, np.int64), np.zeros(0, object), np.zeros(0, np.int64))
+                       np.zeros(shape, np.int64), np.zeros(0, object), np.zeros(0, np.int64),
+                       np.zeros((0, len(tasks) * depth, max_len), np.int64))
     return Windows(*(np.stack(out[k]) for k in ("items", "types", "gaps", "targets", "predict", "next_task")),
-                   np.asarray(out["users"], dtype=object), np.asarray(out["starts"], np.int64))
+                   np.asarray(out["users"], dtype=object), np.asarray(out["starts"], np.int64),
+                   np.stack(out["target_times"]))
+
+
+#: launch time of a title that is never treated as new
+NEVER = np.iinfo(np.int64).max
+
+
+def launch_times(vocab: Vocabulary, data_start: int, new_seconds: int) -> np.ndarray:
+    """[V] int64 when each title launched, for titles that launched inside the data (first seen more
+    than `new_seconds` after `data_start`); NEVER for the rest, which may have launched before the
+    data begins and so cannot be told apart from back catalogue."""
+    launch = np.full(len(vocab), NEVER, np.int64)
+    if vocab.first_seen is not None and new_seconds > 0:
+        inside = vocab.first_seen > data_start + new_seconds
+        launch[inside] = vocab.first_seen[inside]
+    return launch
 
 
 def batch_indices(step: int, batch_size: int, n: int, seed: int) -> np.ndarray:

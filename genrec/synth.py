@@ -6,7 +6,8 @@ Planted structure, each there so a stage can be checked against a known truth:
 - drift: each user's weight moves from the first cluster to the second over the time range, and newly
   launched titles get a popularity boost that fades in days (so stale recommendations lose value);
 - cold start: some titles launch inside the final week, with metadata that shares words with their
-  cluster (so a semantic tower can score them without any interaction history);
+  cluster and, for a sequel, its series' name (so a semantic tower can score them without any
+  interaction history);
 - tasks that scale differently: `like` depends only on cluster taste (a small model saturates it),
   `play` depends on series order, drift and recency (keeps gaining from capacity).
 """
@@ -102,13 +103,26 @@ def _catalog(cfg: SynthConfig, rng: np.random.Generator) -> dict[str, np.ndarray
     return {"cluster": cluster, "popularity": popularity, "launch": launch, "successor": successor}
 
 
+def _series_titles(names: list[str], successor: np.ndarray) -> list[str]:
+    """A sequel carries its series' name and part number, as real sequels do: metadata that ties a
+    newly launched title to the one a user just watched, which no ID embedding can before launch."""
+    predecessor = {int(s): p for p, s in enumerate(successor) if s >= 0}
+    titles = []
+    for i in range(len(names)):
+        head, part = i, 1
+        while head in predecessor:
+            head, part = predecessor[head], part + 1
+        titles.append(names[head] if part == 1 else f"{names[head]} Part {part}")
+    return titles
+
+
 def _titles_table(cfg: SynthConfig, cat: dict[str, np.ndarray], rng: np.random.Generator) -> pa.Table:
     genres = [_GENRES[c % len(_GENRES)] for c in cat["cluster"]]
-    rows_title, rows_genres, rows_tags, rows_desc = [], [], [], []
+    names, rows_genres, rows_tags, rows_desc = [], [], [], []
     for i, genre in enumerate(genres):
         words = _GENRE_WORDS[genre]
         adj, noun = _TITLE_ADJ[rng.integers(len(_TITLE_ADJ))], _TITLE_NOUNS[rng.integers(len(_TITLE_NOUNS))]
-        rows_title.append(f"The {adj} {noun} {i}")
+        names.append(f"The {adj} {noun}")
         second = _GENRES[int(rng.integers(len(_GENRES)))]
         rows_genres.append([genre] if second == genre or rng.random() < 0.6 else [genre, second])
         picked = rng.choice(words, size=3, replace=False)
@@ -117,7 +131,7 @@ def _titles_table(cfg: SynthConfig, cat: dict[str, np.ndarray], rng: np.random.G
     return pa.table(
         {
             "item_id": [f"t{i:05d}" for i in range(cfg.titles)],
-            "title": rows_title,
+            "title": _series_titles(names, cat["successor"]),
             "genres": rows_genres,
             "tags": rows_tags,
             "description": rows_desc,

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from genrec.data import batch_indices, build_windows, gap_buckets, read_split, read_vocabulary, task_names
+from genrec.data import NEVER, Vocabulary, batch_indices, build_windows, gap_buckets, launch_times, read_split, read_vocabulary, task_names
 from genrec.errors import InputError
 from genrec.events import NUM_RESERVED, SEQUENCE_SCHEMA, UNK_INDEX
 
@@ -91,6 +91,23 @@ def test_validation_predicts_only_window_events(seq_dir):
     w = build_windows(table, vocab, ("play",), max_len=10, mtp_depth=0, predictions_only=True)
     assert np.flatnonzero(w.predict[0]).tolist() == [3, 4]  # predicting events 4 and 5
     assert w.targets[0, 0, 4] == UNK_INDEX  # a title unknown to training is a (counted) miss
+
+
+def test_target_times_and_launches_say_which_targets_were_new_titles(seq_dir):
+    vocab = read_vocabulary(seq_dir)
+    ids = list(vocab.item_ids[NUM_RESERVED:NUM_RESERVED + 4])
+    day = 86_400
+    table = _table([ids[0], ids[1], ids[2], ids[1]], ["play"] * 4, [0, 10 * day, 11 * day, 20 * day])
+    w = build_windows(table, vocab, ("play",), max_len=8, mtp_depth=1)
+    assert w.target_times[0, 0, :4].tolist() == [10 * day, 11 * day, 20 * day, 0]
+    assert w.target_times[0, 1, :4].tolist() == [11 * day, 20 * day, 0, 0]
+    first_seen = np.zeros(len(vocab), np.int64)
+    idx = vocab.lookup(ids)
+    first_seen[idx] = [0, 10 * day, 1 * day, 30 * day]
+    launch = launch_times(Vocabulary(vocab.item_ids, vocab.counts, first_seen), data_start=0, new_seconds=7 * day)
+    # title 1 launched inside the data; title 2 within a week of its start (maybe earlier): never new
+    assert launch[idx].tolist() == [NEVER, 10 * day, NEVER, 30 * day]
+    assert (launch_times(vocab, 0, 0) == NEVER).all()
 
 
 def test_batches_are_a_pure_function_of_seed_and_step():

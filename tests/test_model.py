@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from genrec.errors import ConfigError
 from genrec.events import NUM_RESERVED
-from genrec.model import (PRESETS, FullSoftmaxLoss, GenerativeRecommender, InBatchSampler, MixedSampler,
+from genrec.model import (PRESETS, FullSoftmaxLoss, GenerativeRecommender, InBatchSampler, MixedSampler, NewTitles,
                           ModelConfig, PopularitySampler, SampledSoftmaxLoss, UniformSampler, backbone_params,
                           build_sampler, preset_config, preset_value, top_k)
 
@@ -144,6 +144,33 @@ def test_sampled_softmax_subtracts_log_q_and_masks_the_positive():
         assert torch.allclose(loss[r], torch.logsumexp(logits, 0) - logits[0], atol=1e-6)
     no_q = SampledSoftmaxLoss(FixedSampler([5, 6, 7], lq), logq=False)(q, pos, lookup, 10)
     assert not torch.allclose(loss, no_q)
+
+
+def test_new_titles_are_scored_from_metadata_as_positives_and_negatives():
+    """Title 4 launched at t=100: for a row at t=105 (seconds 10) it is new, whether positive or
+    negative, and its metadata vector stands in for its full one; at t=200 it is not."""
+    torch.manual_seed(0)
+    q, table, meta = torch.randn(3, 4), torch.randn(12, 4), torch.randn(12, 4, requires_grad=True)
+    pos = torch.tensor([4, 9, 4])
+    launch = torch.full((12,), torch.iinfo(torch.int64).max)
+    launch[4] = 100
+    new = NewTitles(lambda ids: meta[ids], launch, torch.tensor([105, 105, 200]), seconds=10)
+    lookup = lambda ids: table[ids]  # noqa: E731
+
+    def vec(r, i):
+        return meta[i] if (i == 4 and r < 2) else table[i]
+
+    full = FullSoftmaxLoss()(q, pos, lookup, 12, new_titles=new)
+    for r in range(3):
+        logits = torch.stack([q[r] @ vec(r, i) for i in range(NUM_RESERVED, 12)])
+        assert torch.allclose(full[r], torch.logsumexp(logits, 0) - logits[pos[r] - NUM_RESERVED], atol=1e-5)
+    full.sum().backward()
+    assert meta.grad[4].abs().sum() > 0 and meta.grad[5].abs().sum() == 0
+    lq = {i: 0.0 for i in range(12)}
+    sampled = SampledSoftmaxLoss(FixedSampler([4, 5, 9], lq), logq=False)(q, pos, lookup, 12, new_titles=new)
+    for r in range(3):
+        logits = torch.stack([q[r] @ vec(r, int(pos[r]))] + [q[r] @ vec(r, i) for i in (4, 5, 9) if i != int(pos[r])])
+        assert torch.allclose(sampled[r], torch.logsumexp(logits, 0) - logits[0], atol=1e-5)
 
 
 def test_log_q_correction_is_a_no_op_for_a_uniform_sampler():

@@ -1,17 +1,19 @@
 """Trainer in one process: outputs, NaN handling, warm start, checkpoints, the Recommender view."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from genrec.data import read_vocabulary
+from genrec.data import NEVER, read_vocabulary
 from genrec.errors import ConfigError, TrainingError
 from genrec.events import NUM_RESERVED
 from genrec.recommender import History
@@ -162,3 +164,26 @@ def test_spent_time_budget_ends_the_run_after_calibration_with_the_schedule_fini
     assert trainer.scheduler.get_last_lr()[0] == pytest.approx(cfg.lr * cfg.min_lr_ratio)
     with pytest.raises(ConfigError, match="max_seconds"):
         TrainConfig(max_seconds=-1)
+
+
+def test_new_title_masking_scores_early_events_of_a_launch_from_metadata(tmp_path):
+    seq = write_sequences(str(tmp_path / "seq"), embedding_dim=8)
+    vocab_path = os.path.join(seq, "vocabulary.parquet")
+    vocab = pq.read_table(vocab_path)
+    launched = [1_700_020_000 if i % 2 else 1_700_000_000 for i in range(vocab.num_rows)]  # odd titles launch late
+    pq.write_table(vocab.set_column(vocab.column_names.index("first_seen"), "first_seen",
+                                    pa.array(launched, pa.int64())), vocab_path)
+    config = dataclasses.replace(TINY, mask_new_days=0.2, mask_prob=0.0, mtp_depth=0, max_steps=3)
+    trainer = Trainer(seq, str(tmp_path / "model"), config, embeddings_path=os.path.join(seq, "embeddings.parquet"))
+    try:
+        trainer.setup()
+        launch = trainer.step_module.launch
+        assert (launch != NEVER).any() and (launch == NEVER).any()
+        items, types, gaps, targets, target_times = trainer._batch(0, 0)
+        with torch.no_grad():
+            masked = trainer.step_module(items, types, gaps, targets, None, None, target_times)[0]
+            plain = trainer.step_module(items, types, gaps, targets, None, None, None)[0]
+        assert not torch.isclose(masked, plain)
+        assert np.isfinite(trainer.run()["tasks"]["play"]["mrr"])
+    finally:
+        trainer.cleanup()

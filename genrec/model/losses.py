@@ -6,6 +6,7 @@ are `q @ e.T` and a sampled loss only computes the rows it uses.
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -18,12 +19,45 @@ from genrec.model.samplers import NegativeSampler
 ItemLookup = Callable[[torch.Tensor], torch.Tensor]
 
 
+@dataclass(frozen=True)
+class NewTitles:
+    """New-title masking for one batch of rows. Title j is new for row i when row i's event came
+    less than `seconds` after j launched; a new title is scored from its metadata alone (`metadata`:
+    ids -> vectors with the ID part and bias masked), as a cold-start title is at serving, whether it
+    is the row's positive or a negative: a positive alone would teach that metadata-only titles
+    always win."""
+
+    metadata: ItemLookup
+    launch: torch.Tensor  # [V] long epoch seconds (data.NEVER: never new)
+    times: torch.Tensor  # [N] long epoch seconds of each row's event
+    seconds: int
+
+    def is_new(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids [M] -> [N, M] bool: title ids[m] is new at row n's time."""
+        age = self.times.unsqueeze(1) - self.launch[ids].unsqueeze(0)
+        return (age >= 0) & (age < self.seconds)
+
+    def row_is_new(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids [N] -> [N] bool: title ids[n] is new at row n's time."""
+        age = self.times - self.launch[ids]
+        return (age >= 0) & (age < self.seconds)
+
+    def rescore(self, queries: torch.Tensor, logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """logits [N, M] of queries against items `ids` [M] -> the same with new titles' columns
+        scored from metadata; only titles that launch at all are looked at."""
+        col = torch.nonzero(self.launch[ids] != torch.iinfo(torch.int64).max).squeeze(1)
+        if len(col) == 0:
+            return logits
+        meta = queries @ self.metadata(ids[col]).T
+        return logits.index_copy(1, col, torch.where(self.is_new(ids[col]), meta, logits[:, col]))
+
+
 class Loss(abc.ABC):
     @abc.abstractmethod
     def __call__(self, queries: torch.Tensor, positives: torch.Tensor, items: ItemLookup, num_items: int,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, new_titles: NewTitles | None = None) -> torch.Tensor:
         """queries [N, D] float, positives [N] long item indices, items: ids -> vectors, num_items V
-        -> [N] float losses."""
+        -> [N] float losses. `new_titles`: score titles new at each row's time from metadata alone."""
 
     @abc.abstractmethod
     def describe(self) -> str:
@@ -33,8 +67,11 @@ class Loss(abc.ABC):
 class FullSoftmaxLoss(Loss):
     """Cross-entropy over the whole catalog (reserved indices excluded)."""
 
-    def __call__(self, queries, positives, items, num_items, generator=None):
-        logits = queries @ items(torch.arange(NUM_RESERVED, num_items, device=queries.device)).T
+    def __call__(self, queries, positives, items, num_items, generator=None, new_titles=None):
+        catalog = torch.arange(NUM_RESERVED, num_items, device=queries.device)
+        logits = queries @ items(catalog).T
+        if new_titles is not None:
+            logits = new_titles.rescore(queries, logits, catalog)
         return F.cross_entropy(logits.float(), positives - NUM_RESERVED, reduction="none")
 
     def describe(self) -> str:
@@ -48,10 +85,16 @@ class SampledSoftmaxLoss(Loss):
     def __init__(self, sampler: NegativeSampler, logq: bool = True) -> None:
         self.sampler, self.logq = sampler, logq
 
-    def __call__(self, queries, positives, items, num_items, generator=None):
+    def __call__(self, queries, positives, items, num_items, generator=None, new_titles=None):
         negatives = self.sampler.sample(positives, generator)  # [M]
-        pos_logits = (queries * items(positives)).sum(-1, keepdim=True)  # [N, 1]
+        pos_vectors = items(positives)
+        if new_titles is not None:
+            new = new_titles.row_is_new(positives).unsqueeze(1)
+            pos_vectors = torch.where(new, new_titles.metadata(positives), pos_vectors)
+        pos_logits = (queries * pos_vectors).sum(-1, keepdim=True)  # [N, 1]
         neg_logits = queries @ items(negatives).T  # [N, M]
+        if new_titles is not None:
+            neg_logits = new_titles.rescore(queries, neg_logits, negatives)
         if self.logq:
             n = positives.numel()
             pos_logits = pos_logits - self.sampler.log_q(positives, n).unsqueeze(-1)
