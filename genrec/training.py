@@ -600,7 +600,7 @@ class _nullcontext:
 def describe_run(config: TrainConfig, loss: Loss) -> str:
     """One line naming what makes this run different (used for run names and model cards)."""
     return (f"genrec-{config.preset} {loss.describe()} mtp={config.mtp_depth} mask={config.mask_prob} "
-            f"len={config.max_len} steps={config.max_steps}")
+            f"new_mask={config.mask_new_days:g}d len={config.max_len} steps={config.max_steps}")
 
 
 @torch.no_grad()
