@@ -70,8 +70,12 @@ class TrainConfig:
     logq: bool = True
     mtp_depth: int = 0
     mtp_decay: float = 0.5  # loss weight of depth j is mtp_decay**j
-    # Off by default: on the built-in data (benchmarks/claims.py, 500K, 300 steps, sampled head) p=0.2
-    # lowered validation play MRR 0.255 -> 0.189 and cold-start shadow MRR 0.062 -> 0.020.
+    # MTP heads read the backbone without training it (as Medusa heads do): the next-event head keeps
+    # the backbone to itself, and each delay head is fitted to what the backbone already knows.
+    mtp_detach: bool = False
+    # Random ID masking, off by default: on the built-in data (benchmarks/claims.py, 500K, 300 steps,
+    # sampled head) p=0.2 lowered validation play MRR 0.256 -> 0.204 and cold-start shadow MRR
+    # 0.056 -> 0.017 (see mask_new_days for the masking that helps).
     mask_prob: float = 0.0
     # New-title masking: a title is scored from metadata alone (ID part and bias masked) for rows
     # whose event came within this many days of its first event, as positive and as negative, the
@@ -159,9 +163,9 @@ class TrainingStep(nn.Module):
     """Model + loss as one module, so DDP/FSDP see every parameter inside one forward."""
 
     def __init__(self, model: GenerativeRecommender, loss: Loss, mtp_decay: float,
-                 launch: torch.Tensor | None = None, new_seconds: int = 0) -> None:
+                 launch: torch.Tensor | None = None, new_seconds: int = 0, mtp_detach: bool = False) -> None:
         super().__init__()
-        self.model, self.loss, self.mtp_decay = model, loss, mtp_decay
+        self.model, self.loss, self.mtp_decay, self.mtp_detach = model, loss, mtp_decay, mtp_detach
         # New-title masking (TrainConfig.mask_new_days): [V] launch times, data.NEVER for back catalogue.
         self.launch, self.new_seconds = launch, new_seconds
 
@@ -173,6 +177,10 @@ class TrainingStep(nn.Module):
         hidden = self.model(items, types, gaps, mask)
         w, h, t = torch.nonzero(targets >= NUM_RESERVED, as_tuple=True)
         queries = self.model.queries_at(hidden, w, t, h)
+        depth = h % (self.model.config.mtp_depth + 1)
+        if self.mtp_detach and self.model.config.mtp_depth > 0:
+            ahead = (depth > 0).unsqueeze(1)
+            queries = torch.where(ahead, self.model.queries_at(hidden.detach(), w, t, h), queries)
         new_titles = None
         if self.launch is not None and target_times is not None:
             all_masked = torch.ones(self.model.config.num_items, dtype=torch.bool, device=items.device)
@@ -180,7 +188,6 @@ class TrainingStep(nn.Module):
                                    target_times[w, h, t], self.new_seconds)
         per = self.loss(queries, targets[w, h, t], lambda ids: self.model.item_vectors(ids, mask),
                         self.model.config.num_items, generator, new_titles)
-        depth = h % (self.model.config.mtp_depth + 1)
         weight = self.mtp_decay ** depth.to(per.dtype)
         return (per * weight).sum(), weight.sum()
 
@@ -323,7 +330,8 @@ class Trainer:
             self.warm_info = warm_start(model, self.warm_start_dir, self.vocab, self.tasks)
         self.model = model.to(self.ctx.device)
         self.loss_fn = build_loss(cfg, len(self.vocab), self.vocab.counts)
-        step_module = TrainingStep(self.model, self.loss_fn, cfg.mtp_decay, *self._new_title_launch())
+        step_module = TrainingStep(self.model, self.loss_fn, cfg.mtp_decay, *self._new_title_launch(),
+                                   mtp_detach=cfg.mtp_detach)
         self.use_fsdp = self.ctx.distributed and (
             cfg.fsdp == "on" or (cfg.fsdp == "auto" and model.get_num_params() >= FSDP_MIN_PARAMS))
         if self.use_fsdp:

@@ -187,3 +187,22 @@ def test_new_title_masking_scores_early_events_of_a_launch_from_metadata(tmp_pat
         assert np.isfinite(trainer.run()["tasks"]["play"]["mrr"])
     finally:
         trainer.cleanup()
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_detached_mtp_heads_learn_without_training_the_backbone(detach):
+    from genrec.model import FullSoftmaxLoss, GenerativeRecommender, ModelConfig
+    from genrec.training import TrainingStep
+
+    torch.manual_seed(0)
+    model = GenerativeRecommender(ModelConfig(n_layer=1, n_head=2, n_embd=16, max_len=8, num_items=20, num_tasks=1,
+                                              mtp_depth=1, item_dim=8))
+    step = TrainingStep(model, FullSoftmaxLoss(), mtp_decay=0.5, mtp_detach=detach)
+    items = torch.randint(NUM_RESERVED, 20, (2, 8))
+    targets = torch.zeros(2, 2, 8, dtype=torch.long)
+    targets[:, 1] = torch.randint(NUM_RESERVED, 20, (2, 8))  # only the depth-1 head has targets
+    total, _ = step(items, torch.ones_like(items), torch.zeros_like(items), targets, None, None)
+    total.backward()
+    backbone = model.blocks[0].mlp.c_fc.weight.grad
+    assert model.head.weight.grad.abs().sum() > 0  # the head always learns
+    assert (backbone is None or backbone.abs().sum() == 0) == detach
