@@ -16,7 +16,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from genrec.errors import InputError
-from genrec.events import (ITEM_ID, NUM_RESERVED, PAD_INDEX, SEQUENCE_SCHEMA, UNK_INDEX, USER_ID, VOCAB_FILE)
+from genrec.events import (ITEM_ID, NEVER, NUM_RESERVED, PAD_INDEX, SEQUENCE_SCHEMA, UNK_INDEX, USER_ID,
+                           VOCAB_FILE)
 
 RESERVED_NAMES = ("<pad>", "<unk>", "<mask>")
 NO_TARGET = PAD_INDEX
@@ -201,10 +202,6 @@ def build_windows(table: pa.Table, vocab: Vocabulary, tasks: tuple[str, ...], ma
     return Windows(*(np.stack(out[k]) for k in ("items", "types", "gaps", "targets", "predict", "next_task")),
                    np.asarray(out["users"], dtype=object), np.asarray(out["starts"], np.int64),
                    np.stack(out["target_times"]))
-
-
-#: launch time of a title that is never treated as new
-NEVER = np.iinfo(np.int64).max
 
 
 def launch_times(vocab: Vocabulary, data_start: int, new_seconds: int) -> np.ndarray:

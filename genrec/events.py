@@ -57,6 +57,8 @@ SPLITS = ("train", "validation", "shadow")
 # Vocabulary: built from the train window only. Reserved indices first, then items by descending count.
 PAD_INDEX, UNK_INDEX, MASK_INDEX = 0, 1, 2
 NUM_RESERVED = 3
+#: launch time of a title that is never treated as new (new-title masking)
+NEVER = 2**63 - 1
 VOCAB_SCHEMA = pa.schema(
     [
         pa.field(ITEM_ID, pa.string(), nullable=False),

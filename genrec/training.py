@@ -166,7 +166,7 @@ class TrainingStep(nn.Module):
                  launch: torch.Tensor | None = None, new_seconds: int = 0, mtp_detach: bool = False) -> None:
         super().__init__()
         self.model, self.loss, self.mtp_decay, self.mtp_detach = model, loss, mtp_decay, mtp_detach
-        # New-title masking (TrainConfig.mask_new_days): [V] launch times, data.NEVER for back catalogue.
+        # New-title masking (TrainConfig.mask_new_days): [V] launch times, NEVER for back catalogue.
         self.launch, self.new_seconds = launch, new_seconds
 
     def forward(self, items: torch.Tensor, types: torch.Tensor, gaps: torch.Tensor, targets: torch.Tensor,

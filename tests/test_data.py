@@ -9,9 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from genrec.data import NEVER, Vocabulary, batch_indices, build_windows, gap_buckets, launch_times, read_split, read_vocabulary, task_names
+from genrec.data import (Vocabulary, batch_indices, build_windows, gap_buckets, launch_times, read_split,
+                         read_vocabulary, task_names)
 from genrec.errors import InputError
-from genrec.events import NUM_RESERVED, SEQUENCE_SCHEMA, UNK_INDEX
+from genrec.events import NEVER, NUM_RESERVED, SEQUENCE_SCHEMA, UNK_INDEX
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "testdata", "model"))
 from seqfixtures import write_sequences  # noqa: E402

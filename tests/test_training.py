@@ -13,9 +13,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from genrec.data import NEVER, read_vocabulary
+from genrec.data import read_vocabulary
 from genrec.errors import ConfigError, TrainingError
-from genrec.events import NUM_RESERVED
+from genrec.events import NEVER, NUM_RESERVED
 from genrec.recommender import History
 from genrec.training import (TrainConfig, Trainer, checkpoint_paths, load_latest_checkpoint, load_recommender,
                              write_atomic)

@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from genrec.events import NUM_RESERVED
+from genrec.events import NEVER, NUM_RESERVED
 from genrec.model.samplers import NegativeSampler
 
 
@@ -28,7 +28,7 @@ class NewTitles:
     always win."""
 
     metadata: ItemLookup
-    launch: torch.Tensor  # [V] long epoch seconds (data.NEVER: never new)
+    launch: torch.Tensor  # [V] long epoch seconds (NEVER: never new)
     times: torch.Tensor  # [N] long epoch seconds of each row's event
     seconds: int
 
@@ -45,7 +45,7 @@ class NewTitles:
     def rescore(self, queries: torch.Tensor, logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """logits [N, M] of queries against items `ids` [M] -> the same with new titles' columns
         scored from metadata; only titles that launch at all are looked at."""
-        col = torch.nonzero(self.launch[ids] != torch.iinfo(torch.int64).max).squeeze(1)
+        col = torch.nonzero(self.launch[ids] != NEVER).squeeze(1)
         if len(col) == 0:
             return logits
         meta = queries @ self.metadata(ids[col]).T
