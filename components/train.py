@@ -10,6 +10,7 @@ def train(
     preset: str = "200K",
     max_steps: int = 150,
     mtp_depth: int = 0,
+    cold_start_days: float = 7.0,
     nproc: int = 1,
     registry_uri: str = "",
     warm_start: bool = True,
@@ -19,7 +20,7 @@ def train(
     from genrec.training import TrainConfig, launch_training
 
     warm_dir = champion_model_dir(registry_uri) if (warm_start and registry_uri) else None
-    config = TrainConfig(preset=preset, max_steps=max_steps, mtp_depth=mtp_depth)
+    config = TrainConfig(preset=preset, max_steps=max_steps, mtp_depth=mtp_depth, mask_new_days=cold_start_days)
     result = launch_training(sequences.path, model.path, config, embeddings_path=embeddings.path,
                              warm_start_dir=warm_dir, nproc=nproc)
     log_metrics(metrics, result)

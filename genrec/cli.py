@@ -93,13 +93,16 @@ def embed(sequences_dir: str, out_path: str, encoder: str, cache_path: str | Non
 @click.option("--preset", default="200K", show_default=True)
 @click.option("--steps", "max_steps", default=150, show_default=True)
 @click.option("--mtp-depth", default=0, show_default=True, help="Extra heads for targets 1..k steps ahead.")
+@click.option("--cold-start-days", default=7.0, show_default=True,
+              help="New-title masking: a title's first N days train its metadata-only scoring (0: off).")
 @click.option("--nproc", default=1, show_default=True, help="torchrun processes on this machine.")
 @click.option("--warm-start", "warm_start_dir", default=None, help="Model folder to warm-start from.")
-def train(sequences_dir, embeddings_path, out_dir, preset, max_steps, mtp_depth, nproc, warm_start_dir) -> None:
+def train(sequences_dir, embeddings_path, out_dir, preset, max_steps, mtp_depth, cold_start_days, nproc,
+          warm_start_dir) -> None:
     """Train a generative recommender through torchrun (gloo on CPU, nccl on GPU)."""
     from genrec.training import TrainConfig, launch_training
 
-    config = TrainConfig(preset=preset, max_steps=max_steps, mtp_depth=mtp_depth)
+    config = TrainConfig(preset=preset, max_steps=max_steps, mtp_depth=mtp_depth, mask_new_days=cold_start_days)
     _echo_json(launch_training(sequences_dir, out_dir, config, embeddings_path=embeddings_path,
                                warm_start_dir=warm_start_dir, nproc=nproc))
 

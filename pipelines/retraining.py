@@ -52,6 +52,7 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
         train_preset: str = "200K",
         train_steps: int = 150,
         mtp_depth: int = 0,
+        cold_start_days: float = 7.0,
         nproc: int = 1,
         sweep_presets: List[str] = ["50K", "200K", "500K"],
         sweep_steps: int = 80,
@@ -74,6 +75,8 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
             train_preset: backbone size of the candidate (e.g. 1M, 2M, 8M ... 1B).
             train_steps: optimizer steps for the candidate.
             mtp_depth: multi-token prediction heads (serving delays the model is aligned to).
+            cold_start_days: new-title masking: a title's first days of events train the metadata-only
+                scoring new titles get at serving (0: off).
             nproc: torchrun processes per node for training.
             sweep_presets: backbone sizes trained for the scaling-law diagnosis.
             sweep_steps: optimizer steps per sweep point (a fixed token budget).
@@ -98,16 +101,16 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
 
         candidate = _train_resources(c.train(
             sequences=extract.outputs["sequences"], embeddings=embed.outputs["embeddings"],
-            preset=train_preset, max_steps=train_steps, mtp_depth=mtp_depth, nproc=nproc,
-            registry_uri=registry_uri, warm_start=True,
+            preset=train_preset, max_steps=train_steps, mtp_depth=mtp_depth, cold_start_days=cold_start_days,
+            nproc=nproc, registry_uri=registry_uri, warm_start=True,
         ).set_display_name("train candidate (torchrun)"))
         candidate.set_caching_options(False)
 
         with dsl.ParallelFor(items=sweep_presets, parallelism=options.sweep_parallelism) as preset:
             point = _train_resources(c.train(
                 sequences=extract.outputs["sequences"], embeddings=embed.outputs["embeddings"],
-                preset=preset, max_steps=sweep_steps, mtp_depth=mtp_depth, nproc=nproc,
-                registry_uri="", warm_start=False,
+                preset=preset, max_steps=sweep_steps, mtp_depth=mtp_depth, cold_start_days=cold_start_days,
+                nproc=nproc, registry_uri="", warm_start=False,
             ).set_display_name("train sweep point"))
         scaling = c.diagnose_scaling(runs=dsl.Collected(point.outputs["model"]))
         scaling.set_display_name("diagnose scaling")

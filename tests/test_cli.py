@@ -25,6 +25,12 @@ def test_synth_then_extract_then_embed_on_local_paths(tmp_path):
                               "--encoder", "hashing"])
     assert out.exit_code == 0, out.output
     assert pq.read_metadata(tmp_path / "e.parquet").num_rows == 40
+    out = runner.invoke(cli, ["train", "--sequences", str(tmp_path / "seq"), "--embeddings", str(tmp_path / "e.parquet"),
+                              "--out", str(tmp_path / "model"), "--preset", "50K", "--steps", "2",
+                              "--cold-start-days", "3.5"])
+    assert out.exit_code == 0, out.output
+    card = json.load(open(tmp_path / "model" / "config.json"))
+    assert card["train"]["mask_new_days"] == 3.5 and card["train"]["max_steps"] == 2
 
 
 def test_champion_on_empty_registry(tmp_path):
