@@ -73,10 +73,6 @@ class TrainConfig:
     # MTP heads read the backbone without training it (as Medusa heads do): the next-event head keeps
     # the backbone to itself, and each delay head is fitted to what the backbone already knows.
     mtp_detach: bool = False
-    # Dense targets: each head also learns the events up to this many further ahead (weight
-    # mtp_decay**j, depths past mtp_depth go to the last head), a denser signal per step where the
-    # order inside a session says little (several titles rated in one sitting).
-    dense_depth: int = 0
     # Random ID masking, off by default: on the built-in data (benchmarks/claims.py, 500K, 300 steps,
     # sampled head) p=0.2 lowered validation play MRR 0.256 -> 0.204 and cold-start shadow MRR
     # 0.056 -> 0.017 (see mask_new_days for the masking that helps).
@@ -167,29 +163,24 @@ class TrainingStep(nn.Module):
     """Model + loss as one module, so DDP/FSDP see every parameter inside one forward."""
 
     def __init__(self, model: GenerativeRecommender, loss: Loss, mtp_decay: float,
-                 launch: torch.Tensor | None = None, new_seconds: int = 0, mtp_detach: bool = False,
-                 target_depth: int | None = None) -> None:
+                 launch: torch.Tensor | None = None, new_seconds: int = 0, mtp_detach: bool = False) -> None:
         super().__init__()
         self.model, self.loss, self.mtp_decay, self.mtp_detach = model, loss, mtp_decay, mtp_detach
-        # Depths in the target tensor (>= the model's mtp_depth; see TrainConfig.dense_depth).
-        self.target_depth = model.config.mtp_depth if target_depth is None else target_depth
         # New-title masking (TrainConfig.mask_new_days): [V] launch times, NEVER for back catalogue.
         self.launch, self.new_seconds = launch, new_seconds
 
     def forward(self, items: torch.Tensor, types: torch.Tensor, gaps: torch.Tensor, targets: torch.Tensor,
                 mask: torch.Tensor | None, generator: torch.Generator | None,
                 target_times: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """items/types/gaps [B, T], targets [B, tasks * (target_depth + 1), T] long -> (sum of weighted
-        losses, sum of weights). `target_times` (same shape) long: event times of the targets, for
-        new-title masking."""
+        """items/types/gaps [B, T], targets [B, H, T] long -> (sum of weighted losses, sum of weights).
+        `target_times` [B, H, T] long: event times of the targets, for new-title masking."""
         hidden = self.model(items, types, gaps, mask)
         w, h, t = torch.nonzero(targets >= NUM_RESERVED, as_tuple=True)
-        depth = h % (self.target_depth + 1)
-        head = self.model.head_index(h // (self.target_depth + 1), depth)
-        queries = self.model.queries_at(hidden, w, t, head)
+        queries = self.model.queries_at(hidden, w, t, h)
+        depth = h % (self.model.config.mtp_depth + 1)
         if self.mtp_detach and self.model.config.mtp_depth > 0:
             ahead = (depth > 0).unsqueeze(1)
-            queries = torch.where(ahead, self.model.queries_at(hidden.detach(), w, t, head), queries)
+            queries = torch.where(ahead, self.model.queries_at(hidden.detach(), w, t, h), queries)
         new_titles = None
         if self.launch is not None and target_times is not None:
             all_masked = torch.ones(self.model.config.num_items, dtype=torch.bool, device=items.device)
@@ -340,7 +331,7 @@ class Trainer:
         self.model = model.to(self.ctx.device)
         self.loss_fn = build_loss(cfg, len(self.vocab), self.vocab.counts)
         step_module = TrainingStep(self.model, self.loss_fn, cfg.mtp_decay, *self._new_title_launch(),
-                                   mtp_detach=cfg.mtp_detach, target_depth=self.target_depth)
+                                   mtp_detach=cfg.mtp_detach)
         self.use_fsdp = self.ctx.distributed and (
             cfg.fsdp == "on" or (cfg.fsdp == "auto" and model.get_num_params() >= FSDP_MIN_PARAMS))
         if self.use_fsdp:
@@ -361,7 +352,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
         table = read_split(self.data_dir, "train", self.ctx.rank, self.ctx.world_size)
-        self.windows = build_windows(table, self.vocab, self.tasks, cfg.max_len, self.target_depth,
+        self.windows = build_windows(table, self.vocab, self.tasks, cfg.max_len, cfg.mtp_depth,
                                      self.model_config.time_buckets)
         if len(self.windows) == 0:
             raise TrainingError(f"{self.data_dir}/train: rank {self.ctx.rank} has no training windows")
@@ -423,11 +414,6 @@ class Trainer:
             dist.barrier()
 
     # loop --------------------------------------------------------------------------------------------
-    @property
-    def target_depth(self) -> int:
-        """Depths of training targets: the MTP heads' and any dense targets beyond them."""
-        return max(self.config.mtp_depth, self.config.dense_depth)
-
     def _new_title_launch(self) -> tuple[torch.Tensor | None, int]:
         """Launch times for new-title masking, or None when it is off or cannot act (no metadata to
         score from, or no first-seen dates in the vocabulary)."""
@@ -472,7 +458,7 @@ class Trainer:
                 # Normalise by the global weight so DDP's gradient average equals one big batch.
                 with torch.no_grad():
                     local_weight = (cfg.mtp_decay ** ((torch.arange(targets.shape[1], device=ctx.device)
-                                    % (self.target_depth + 1)).float())[None, :, None] * (targets >= NUM_RESERVED)).sum()
+                                    % (cfg.mtp_depth + 1)).float())[None, :, None] * (targets >= NUM_RESERVED)).sum()
                 global_weight = all_reduce_sum(local_weight.detach().float(), ctx)
                 sync = (ctx.distributed and not self.use_fsdp and micro < cfg.grad_accum - 1)
                 ctxmgr = self.step_module.no_sync() if sync else _nullcontext()

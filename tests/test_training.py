@@ -206,23 +206,3 @@ def test_detached_mtp_heads_learn_without_training_the_backbone(detach):
     backbone = model.blocks[0].mlp.c_fc.weight.grad
     assert model.head.weight.grad.abs().sum() > 0  # the head always learns
     assert (backbone is None or backbone.abs().sum() == 0) == detach
-
-
-def test_dense_targets_train_the_next_event_head_on_later_events():
-    from genrec.model import FullSoftmaxLoss, GenerativeRecommender, ModelConfig
-    from genrec.training import TrainingStep
-
-    torch.manual_seed(0)
-    model = GenerativeRecommender(ModelConfig(n_layer=1, n_head=2, n_embd=16, max_len=8, num_items=20, num_tasks=1,
-                                              mtp_depth=0, item_dim=8)).eval()
-    items = torch.randint(NUM_RESERVED, 20, (2, 8))
-    later = torch.randint(NUM_RESERVED, 20, (2, 8))
-    plain = torch.zeros(2, 1, 8, dtype=torch.long)
-    plain[:, 0] = later
-    dense = torch.zeros(2, 2, 8, dtype=torch.long)
-    dense[:, 1] = later  # the same titles as depth-1 targets, which the only head learns at weight 0.5
-    args = (items, torch.ones_like(items), torch.zeros_like(items))
-    with torch.no_grad():
-        a, wa = TrainingStep(model, FullSoftmaxLoss(), mtp_decay=0.5)(*args, plain, None, None)
-        b, wb = TrainingStep(model, FullSoftmaxLoss(), mtp_decay=0.5, target_depth=1)(*args, dense, None, None)
-    assert torch.isclose(b, 0.5 * a) and torch.isclose(wb, 0.5 * wa)
