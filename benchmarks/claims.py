@@ -109,9 +109,9 @@ def main() -> None:
     emb = os.path.join(work, "embeddings.parquet")
     embed_metadata(os.path.join(seq, "titles.parquet"), emb, EmbedConfig(encoder=args.encoder))
     # The production head: sampled softmax (in-batch + uniform, logQ) through the projected head, at
-    # the pipeline's defaults otherwise (new-title masking included). Each claim changes one thing and keeps the rest, so a
-    # difference is that thing's (an earlier version stacked MTP and masking on every variant,
-    # which made the head comparison about their interaction instead).
+    # the pipeline's defaults otherwise (new-title masking included). Each claim changes one thing
+    # and keeps the rest, so a difference is that thing's (an earlier version stacked MTP and masking
+    # on every variant, which made the head comparison about their interaction instead).
     base = TrainConfig(preset=args.preset, max_steps=args.steps, loss="sampled", checkpoint_every=0,
                        num_threads=args.threads)
     variants = {

@@ -56,8 +56,8 @@ def read_vocabulary(path: str) -> Vocabulary:
     if os.path.isdir(path):
         path = os.path.join(path, VOCAB_FILE)
     try:
-        table = pq.read_table(path)
-        table = table.select([c for c in (ITEM_ID, "index", "count", "first_seen") if c in table.column_names])
+        present = pq.read_schema(path).names  # first_seen is optional (older vocabularies lack it)
+        table = pq.read_table(path, columns=[c for c in (ITEM_ID, "index", "count", "first_seen") if c in present])
     except (OSError, pa.ArrowInvalid) as exc:
         raise InputError(f"{path}: cannot read vocabulary ({exc})") from None
     table = table.filter(pc.greater_equal(table["index"], NUM_RESERVED)).sort_by("index")
