@@ -206,3 +206,29 @@ def test_detached_mtp_heads_learn_without_training_the_backbone(detach):
     backbone = model.blocks[0].mlp.c_fc.weight.grad
     assert model.head.weight.grad.abs().sum() > 0  # the head always learns
     assert (backbone is None or backbone.abs().sum() == 0) == detach
+
+
+RSS_AFTER_FREE = """
+import sys, torch
+from genrec.training import keep_freed_memory
+kept = keep_freed_memory() if sys.argv[1] == "keep" else None
+x = torch.ones(64, 1 << 20)  # 256 MiB, far past glibc's mmap threshold
+del x
+print(kept, int(open("/proc/self/statm").read().split()[1]) * 4096 >> 20)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc")
+def test_keep_freed_memory_keeps_large_freed_blocks_for_reuse():
+    """Without it a freed 256 MiB tensor goes back to the OS (and the next step faults it back in)."""
+    import subprocess
+
+    def rss_mib(mode: str) -> tuple[str, int]:
+        out = subprocess.run([sys.executable, "-c", RSS_AFTER_FREE, mode], capture_output=True, text=True, check=True)
+        kept, rss = out.stdout.split()
+        return kept, int(rss)
+
+    (_, plain), (kept, keep) = rss_mib("plain"), rss_mib("keep")
+    if kept != "True":
+        pytest.skip("not glibc: mallopt unavailable")
+    assert keep - plain > 200, (plain, keep)
