@@ -42,8 +42,11 @@ PER_USER_FILE = "validation_per_user.parquet"
 CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
 ERROR_MARKER = "GENREC_TRAINING_ERROR:"
-#: steps timed before a wall-clock budget (TrainConfig.max_seconds) fixes the run's step count.
+#: steps timed before a wall-clock budget (TrainConfig.max_seconds) fixes the run's step count, and
+#: the step where it is fixed again from the speed since then (the first steps run slower: the
+#: allocator's heap and the caches are still warming up, and a busy neighbour skews 20 steps).
 BUDGET_CALIBRATION_STEPS = 20
+BUDGET_RECALIBRATION_STEPS = 100
 
 
 @dataclass(frozen=True)
@@ -312,6 +315,8 @@ class Trainer:
         self.data_dir, self.out_dir, self.config = data_dir, out_dir, config
         self.embeddings_path, self.warm_start_dir = embeddings_path, warm_start_dir
         self.step, self.tokens, self.train_seconds = 0, 0, 0.0
+        self.step_cap = config.max_steps  # what a time budget may never exceed (max_steps, max_tokens)
+        self.calibrated_at: tuple[int, float] = (0, 0.0)  # (step, train_seconds) of the last budget fit
         self.last_loss = float("nan")
         self.warm_info: dict = {}
         self._stop_signal = False
@@ -377,6 +382,7 @@ class Trainer:
         self.total_steps = cfg.max_steps
         if cfg.max_tokens:
             self.total_steps = min(cfg.max_steps, math.ceil(cfg.max_tokens / tokens_per_step))
+        self.step_cap = self.total_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, cfg, self.total_steps))
         if resume is not None:
@@ -504,7 +510,8 @@ class Trainer:
                 self.writer.add_scalar("train/tokens", self.tokens, self.step)
             bar.update(1)
             bar.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
-            if cfg.max_seconds and self.step == BUDGET_CALIBRATION_STEPS:
+            if cfg.max_seconds and self.step in (BUDGET_CALIBRATION_STEPS, BUDGET_RECALIBRATION_STEPS) \
+                    and self.step < self.total_steps:
                 self.fit_budget()
                 bar.total = self.total_steps
                 self.scheduler.last_epoch -= 1  # recompute this step's LR on the new schedule
@@ -523,13 +530,18 @@ class Trainer:
 
     def fit_budget(self) -> None:
         """Fix the step count so the loop ends within `max_seconds`, from the speed of the steps so
-        far: the LR schedule then still decays to its end on the last step, which a plain timeout
-        would cut short. Every rank takes the smallest estimate, so all stop on the same step.
-        (Also used to keep a benchmark's fit inside its time limit on data of any size.)"""
+        far (since the previous fit, when there was one): the LR schedule then still decays to its
+        end on the last step, which a plain timeout would cut short. Never above `step_cap`. Every
+        rank takes the smallest estimate, so all stop on the same step. (Also used to keep a
+        benchmark's fit inside its time limit on data of any size.)"""
         cfg = self.config
-        per_step = self.train_seconds / max(self.step, 1)
+        since_step, since_seconds = self.calibrated_at
+        if self.step <= since_step:
+            since_step, since_seconds = 0, 0.0
+        per_step = (self.train_seconds - since_seconds) / max(self.step - since_step, 1)
         fits = self.step + int(max(0.0, cfg.max_seconds - self.train_seconds) / max(per_step, 1e-9))
-        estimate = torch.tensor([float(min(self.total_steps, max(fits, self.step)))], dtype=torch.float64)
+        self.calibrated_at = (self.step, self.train_seconds)
+        estimate = torch.tensor([float(min(self.step_cap, max(fits, self.step)))], dtype=torch.float64)
         if self.ctx.distributed:
             dist.all_reduce(estimate, op=dist.ReduceOp.MIN)
         self.total_steps = int(estimate[0])

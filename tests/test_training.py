@@ -149,9 +149,13 @@ def test_time_budget_fixes_the_step_count_from_measured_speed(seq_dir):
     trainer.total_steps, trainer.step, trainer.train_seconds = 10_000, 20, 2.0  # 0.1 s per step so far
     trainer.fit_budget()
     assert trainer.total_steps == 20 + 80  # the 8 s left hold 80 more steps
-    trainer.total_steps, trainer.train_seconds = 50, 2.0
+    trainer.step, trainer.train_seconds = 100, 6.0  # the 80 steps since ran at 0.05 s each
     trainer.fit_budget()
-    assert trainer.total_steps == 50  # never more than max_steps
+    assert trainer.total_steps == 100 + 80  # refitted from the recent speed: the 4 s left hold 80 more
+    trainer.calibrated_at, trainer.step_cap, trainer.train_seconds = (0, 0.0), 50, 2.0
+    trainer.step = 20
+    trainer.fit_budget()
+    assert trainer.total_steps == 50  # never more than max_steps (or what max_tokens allows)
 
 
 def test_spent_time_budget_ends_the_run_after_calibration_with_the_schedule_finished(seq_dir, tmp_path):
