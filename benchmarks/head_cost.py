@@ -18,6 +18,7 @@ import torch
 from genrec.events import NUM_RESERVED
 from genrec.model import (FullSoftmaxLoss, GenerativeRecommender, SampledSoftmaxLoss, UniformSampler,
                           preset_config)
+from genrec.training import keep_freed_memory
 
 
 def step_seconds(model: GenerativeRecommender, loss, items, types, gaps, repeats: int) -> float:
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--proj-dim", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    keep_freed_memory()  # as the trainer does on CPU
     torch.manual_seed(0)
     for catalog in (int(c) for c in args.catalogs.split(",")):
         num_items = catalog + NUM_RESERVED

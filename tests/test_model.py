@@ -133,6 +133,10 @@ def test_full_softmax_gradient_matches_torch_cross_entropy():
     (expected * weight).sum().backward()
     assert torch.allclose(ours, expected, atol=1e-5)
     assert torch.allclose(ours_grad, logits.grad, atol=1e-6)
+    twice = softmax_cross_entropy(logits * 1.0, target).sum()
+    twice.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="backward ran twice"):
+        twice.backward()
 
 
 class FixedSampler(UniformSampler):

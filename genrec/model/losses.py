@@ -23,7 +23,8 @@ class _SoftmaxCrossEntropy(torch.autograd.Function):
     """Per-row cross-entropy that keeps the softmax's exponentials from the forward and turns them
     into the gradient (softmax - one-hot) in place. F.cross_entropy materialises the log-softmax, a
     zero-filled gradient and the log-softmax backward: more passes over a [rows, catalog] tensor,
-    which on a 10k-title catalog is most of what a CPU step spends outside matmuls."""
+    which on a 10k-title catalog is most of what a CPU step spends outside matmuls. The backward
+    consumes what the forward saved, so it runs once per forward (no retain_graph)."""
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -35,6 +36,9 @@ class _SoftmaxCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
+        if getattr(ctx, "spent", False):
+            raise RuntimeError("softmax_cross_entropy: backward ran twice on one forward (retain_graph)")
+        ctx.spent = True
         probs, total, target = ctx.saved_tensors
         g = probs.mul_(grad.unsqueeze(1) / total)
         return g.scatter_add_(1, target.unsqueeze(1), -grad.unsqueeze(1)), None
