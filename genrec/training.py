@@ -536,8 +536,6 @@ class Trainer:
         benchmark's fit inside its time limit on data of any size.)"""
         cfg = self.config
         since_step, since_seconds = self.calibrated_at
-        if self.step <= since_step:
-            since_step, since_seconds = 0, 0.0
         per_step = (self.train_seconds - since_seconds) / max(self.step - since_step, 1)
         fits = self.step + int(max(0.0, cfg.max_seconds - self.train_seconds) / max(per_step, 1e-9))
         self.calibrated_at = (self.step, self.train_seconds)
