@@ -243,9 +243,14 @@ def read_semantic(path: str, vocab: Vocabulary) -> np.ndarray:
     return out
 
 
+#: tensors with one row per title, remapped by title id on a warm start (new titles: zero ID vector
+#: and bias, as a fresh model has them).
+PER_TITLE_TENSORS = ("tower.id_embedding.weight", "tower.bias.weight")
+
+
 def warm_start(model: GenerativeRecommender, old_dir: str, vocab: Vocabulary, tasks: tuple[str, ...]) -> dict:
-    """Load a previous model's weights: titles in both vocabularies keep their ID embeddings
-    bit-identical, new titles start with a zero ID part (scored by the semantic tower), other
+    """Load a previous model's weights: titles in both vocabularies keep their ID embeddings and
+    biases bit-identical, new titles start with a zero ID part (scored by the semantic tower), other
     tensors load when their shapes (and, for heads, the task list) agree."""
     from safetensors.torch import load_file
 
@@ -256,12 +261,13 @@ def warm_start(model: GenerativeRecommender, old_dir: str, vocab: Vocabulary, ta
     loaded, skipped, reused = 0, [], 0
     for name, tensor in state.items():
         old = old_state.get(name)
-        if name == "tower.id_embedding.weight" and old is not None and old.shape[1] == tensor.shape[1]:
+        if name in PER_TITLE_TENSORS and old is not None and old.shape[1] == tensor.shape[1]:
+            # Rows follow titles, not positions: both vocabularies are ordered by count.
             rows = old_vocab.positions(list(vocab.item_ids[NUM_RESERVED:]))
             new = torch.zeros_like(tensor)
             new[:NUM_RESERVED] = old[:NUM_RESERVED]
             keep = np.flatnonzero(rows >= 0)
-            new[NUM_RESERVED + keep] = old[rows[keep]]
+            new[NUM_RESERVED + keep] = old[rows[keep]].to(tensor.dtype)
             state[name] = new
             reused = len(keep)
             loaded += 1

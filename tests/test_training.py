@@ -101,6 +101,9 @@ def test_warm_start_keeps_known_titles_bit_identical(trained, seq_dir, tmp_path)
         a, b = new_vocab.positions(both), old_vocab.positions(both)
         assert torch.equal(new_rows[a], old["tower.id_embedding.weight"][b])
         assert torch.all(new_rows[new_vocab.positions(new_only)] == 0)  # new titles: semantic tower only
+        new_bias = trainer.model.tower.bias.weight.detach()
+        assert torch.equal(new_bias[a], old["tower.bias.weight"][b])  # biases follow their titles
+        assert torch.all(new_bias[new_vocab.positions(new_only)] == 0)  # new titles: a fresh bias
         assert torch.equal(trainer.model.blocks[0].attn.c_attn.weight.detach(), old["blocks.0.attn.c_attn.weight"])
         assert trainer.warm_info["reused_items"] == len(both) and trainer.warm_info["new_items"] == len(new_only)
     finally:
