@@ -32,8 +32,14 @@ from genrec.training import TrainConfig, launch_training
 # (the step count is fixed from the speed of the first 20 steps) plus start-up and evaluation.
 # Steps are what this budget is short of: on the tuning split (`--tune 5`) NDCG@10 went 0.030 ->
 # 0.049 from 300 to 1,000 steps, and batch 16 x 2,000 steps (same events) gave 0.048. At 1,000 steps
-# dropout 0.0 / 0.1 / 0.2 gave 0.051 / 0.055 / 0.049 (0.3 with weight decay 0.1: 0.045).
-BENCH_DEFAULTS = dict(preset="200K", max_steps=100_000, max_seconds=780.0, batch_size=32, max_len=200, loss="full", mtp_depth=0,
+# dropout 0.0 / 0.1 / 0.2 gave 0.051 / 0.055 / 0.049 (0.3 with weight decay 0.1: 0.045). The 100K
+# preset (2 blocks x 64 wide, SASRec's shape) runs steps 1.4x faster than 200K (4 blocks) on CPU and
+# learns about as much per step (1,000 steps: 0.053 vs 0.055), so in the same time it gets further:
+# 1,400 steps of 100K gave 0.056 / 0.058 (seeds 0 / 1). Temperature 0.05 / 0.1 (0.051 / 0.051),
+# unnormalised dot products (0.037), lr 1e-3 / 4e-3 (0.051 / 0.036) and weight averaging (EMA
+# 0.995: 0.054) did no better than the defaults.
+# On the test split the two presets tie (mean NDCG@10 over 3 seeds: 100K 0.0449, 200K 0.0451).
+BENCH_DEFAULTS = dict(preset="100K", max_steps=100_000, max_seconds=780.0, batch_size=32, max_len=200, loss="full", mtp_depth=0,
                       mask_prob=0.0, dropout=0.1, lr=2e-3, warmup_steps=50, item_dim=64, filter_seen=True,
                       checkpoint_every=0)
 
