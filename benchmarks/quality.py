@@ -29,16 +29,16 @@ from genrec.training import TrainConfig, launch_training
 
 # Tuned on ml-latest-small and synthetic data (never per data set at run time). The fit is bounded
 # by time, not steps, so it stays inside the 15-minute limit on data of any size: 780 s of training
-# (the step count is fixed from the speed of the first 20 steps) plus start-up and evaluation.
-# Steps are what this budget is short of: on the tuning split (`--tune 5`) NDCG@10 went 0.030 ->
-# 0.049 from 300 to 1,000 steps, and batch 16 x 2,000 steps (same events) gave 0.048. At 1,000 steps
-# dropout 0.0 / 0.1 / 0.2 gave 0.051 / 0.055 / 0.049 (0.3 with weight decay 0.1: 0.045). The 100K
-# preset (2 blocks x 64 wide, SASRec's shape) runs steps 1.4x faster than 200K (4 blocks) on CPU and
-# learns about as much per step (1,000 steps: 0.053 vs 0.055), so in the same time it gets further:
-# 1,400 steps of 100K gave 0.056 / 0.058 (seeds 0 / 1). Temperature 0.05 / 0.1 (0.051 / 0.051),
-# unnormalised dot products (0.037), lr 1e-3 / 4e-3 (0.051 / 0.036) and weight averaging (EMA
-# 0.995: 0.054) did no better than the defaults.
-# On the test split the two presets tie (mean NDCG@10 over 3 seeds: 100K 0.0449, 200K 0.0451).
+# (the step count is fitted from the speed of the first steps, at step 20 and 100) plus start-up
+# and evaluation. Steps are what this budget is short of: on the tuning split (`--tune 5`) NDCG@10
+# of 200K went 0.030 -> 0.049 from 300 to 1,000 steps (0.058 at 2,000), and batch 16 x 2,000 steps
+# (same events) gave 0.048. At 1,000 steps dropout 0.0 / 0.1 / 0.2 gave 0.051 / 0.055 / 0.049 (0.3
+# with weight decay 0.1: 0.045). The 100K preset (2 blocks x 64 wide, SASRec's shape) runs steps
+# 1.4x faster than 200K (4 blocks) on CPU and learns about as much per step (1,000 steps: 0.053 vs
+# 0.055), so in the same time it gets further: 1,400 steps of 100K gave 0.056 / 0.058 (seeds 0 / 1).
+# Temperature 0.05 / 0.1 (0.052 / 0.051), unnormalised dot products (0.037), lr 1e-3 / 4e-3 (0.051 /
+# 0.036) and weight averaging (EMA 0.995: 0.054) did no better than the defaults. On the test split
+# the two presets tie (mean NDCG@10 over 3 seeds: 100K 0.0449, 200K 0.0451).
 BENCH_DEFAULTS = dict(preset="100K", max_steps=100_000, max_seconds=780.0, batch_size=32, max_len=200, loss="full", mtp_depth=0,
                       mask_prob=0.0, dropout=0.1, lr=2e-3, warmup_steps=50, item_dim=64, filter_seen=True,
                       checkpoint_every=0)
@@ -176,8 +176,8 @@ def main() -> None:
     parser.add_argument("--skip-genrec", action="store_true")
     parser.add_argument("--embeddings", default=None, help="title embeddings Parquet (genrec embed) for the semantic tower")
     parser.add_argument("--nproc", type=int, default=1,
-                        help="torchrun processes for genrec, one thread each (2 cores: 1,102 steps in 780 s "
-                             "vs 1,053 for one process on 2 threads)")
+                        help="torchrun processes for genrec, one thread each (2 cores, 200K before the faster step: "
+                             "1,102 steps in 780 s vs 1,053 for one process on 2 threads)")
     parser.add_argument("--peer-epochs", type=int, default=150)
     parser.add_argument("--tune", type=int, default=0, metavar="N",
                         help="tuning split: drop each user's last (test) event, then score the N events before "
