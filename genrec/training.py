@@ -258,15 +258,15 @@ def warm_start(model: GenerativeRecommender, old_dir: str, vocab: Vocabulary, ta
     old_cfg = json.loads(open(os.path.join(old_dir, MODEL_CONFIG_FILE)).read())
     old_vocab = read_vocabulary(os.path.join(old_dir, VOCAB_FILE))
     state = model.state_dict()
+    # Rows follow titles, not positions: both vocabularies are ordered by count.
+    rows = old_vocab.positions(list(vocab.item_ids[NUM_RESERVED:]))
+    keep = np.flatnonzero(rows >= 0)
     loaded, skipped, reused = 0, [], 0
     for name, tensor in state.items():
         old = old_state.get(name)
         if name in PER_TITLE_TENSORS and old is not None and old.shape[1] == tensor.shape[1]:
-            # Rows follow titles, not positions: both vocabularies are ordered by count.
-            rows = old_vocab.positions(list(vocab.item_ids[NUM_RESERVED:]))
             new = torch.zeros_like(tensor)
             new[:NUM_RESERVED] = old[:NUM_RESERVED]
-            keep = np.flatnonzero(rows >= 0)
             new[NUM_RESERVED + keep] = old[rows[keep]].to(tensor.dtype)
             state[name] = new
             reused = len(keep)
