@@ -28,11 +28,11 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from genrec.data import (Vocabulary, Windows, batch_indices, build_windows, launch_times, list_shards,
-                         read_split, read_vocabulary, task_names)
+from genrec.data import (BucketedBatches, Vocabulary, Windows, batch_indices, build_windows, launch_times,
+                         list_shards, read_split, read_vocabulary, task_names)
 from genrec.errors import ConfigError, GenrecError, InputError, TrainingError
 from genrec.events import (MODEL_CONFIG_FILE, MODEL_METRICS_FILE, MODEL_WEIGHTS_FILE, NUM_RESERVED,
-                           UNK_INDEX, VOCAB_FILE)
+                           PAD_INDEX, UNK_INDEX, VOCAB_FILE)
 from genrec.metrics import per_user_mean, reciprocal_rank, summarize, target_ranks
 from genrec.model import (FullSoftmaxLoss, GenerativeRecommender, Loss, ModelConfig, NewTitles,
                           SampledSoftmaxLoss, build_sampler, preset_config)
@@ -90,6 +90,9 @@ class TrainConfig:
     # may be older and are never treated as new).
     mask_new_days: float = 7.0
     max_len: int = 50
+    # Batches of similar-length windows (pools of this many batches sorted by length; 0: random
+    # batches), each padded only to its longest window: see genrec.data.BucketedBatches.
+    bucket_pool: int = 0
     item_dim: int = 64  # projected head width (0: unprojected, as wide as the backbone)
     dropout: float = 0.0
     # 0.05 made MTP heads collapse every task to popularity on the built-in data (like MRR 0.83 -> 0.05
@@ -114,6 +117,8 @@ class TrainConfig:
             raise ConfigError(f"max_seconds {self.max_seconds} must be >= 0 (0: no time budget)")
         if self.max_steps < 0 or self.batch_size < 1 or self.grad_accum < 1 or self.max_len < 2:
             raise ConfigError("max_steps >= 0, batch_size >= 1, grad_accum >= 1 and max_len >= 2 are required")
+        if self.bucket_pool < 0:
+            raise ConfigError(f"bucket_pool {self.bucket_pool} must be >= 0 (0: random batches)")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -383,6 +388,11 @@ class Trainer:
                                      self.model_config.time_buckets)
         if len(self.windows) == 0:
             raise TrainingError(f"{self.data_dir}/train: rank {self.ctx.rank} has no training windows")
+        self.buckets = None
+        if cfg.bucket_pool > 0:
+            self.buckets = BucketedBatches((self.windows.items != PAD_INDEX).sum(axis=1),
+                                           cfg.batch_size // self.ctx.world_size,
+                                           cfg.seed + 7919 * self.ctx.rank, cfg.seed, cfg.bucket_pool)
         fill = all_reduce_sum(torch.tensor([float((self.windows.items > 0).sum()), float(len(self.windows))]), self.ctx)
         tokens_per_step = cfg.batch_size * float(fill[0] / fill[1])
         self.total_steps = cfg.max_steps
@@ -456,9 +466,14 @@ class Trainer:
         """This rank's slice of the global batch of `step` (micro-batch `micro`)."""
         cfg, ctx = self.config, self.ctx
         local = cfg.batch_size // ctx.world_size
-        idx = batch_indices(step * cfg.grad_accum + micro, local, len(self.windows), cfg.seed + 7919 * ctx.rank)
+        counter = step * cfg.grad_accum + micro
+        idx = (self.buckets(counter) if self.buckets is not None
+               else batch_indices(counter, local, len(self.windows), cfg.seed + 7919 * ctx.rank))
         w = self.windows
-        return tuple(torch.from_numpy(a[idx]).to(ctx.device)
+        # Padding is at the end and attention is causal, so cutting the columns after the longest
+        # window leaves every real position's output and target as they were.
+        T = max(1, int((w.items[idx] != PAD_INDEX).sum(axis=1).max()))
+        return tuple(torch.from_numpy(np.ascontiguousarray(a[idx][..., :T])).to(ctx.device)
                      for a in (w.items, w.types, w.gaps, w.targets, w.target_times))
 
     def train(self) -> None:

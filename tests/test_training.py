@@ -239,3 +239,23 @@ def test_keep_freed_memory_keeps_large_freed_blocks_for_reuse():
     if kept != "True":
         pytest.skip("not glibc: mallopt unavailable")
     assert keep - plain > 200, (plain, keep)
+
+
+def test_length_bucketed_batches_cut_padding_without_changing_the_loss(seq_dir, tmp_path):
+    config = dataclasses.replace(TINY, max_len=64, bucket_pool=2, dropout=0.0, mask_prob=0.0, max_steps=40, loss="full")
+    trainer = Trainer(seq_dir, str(tmp_path / "model"), config)
+    try:
+        trainer.setup()
+        items, types, gaps, targets, target_times = trainer._batch(0, 0)
+        longest = int((items != 0).sum(dim=1).max())
+        assert items.shape[1] == longest < 64  # the batch stops at its longest window
+        pad = lambda t: torch.nn.functional.pad(t, (0, 64 - t.shape[-1]))
+        trainer.step_module.eval()
+        with torch.no_grad():
+            cut = trainer.step_module(items, types, gaps, targets, None, None, target_times)
+            full = trainer.step_module(pad(items), pad(types), pad(gaps), pad(targets), None, None, pad(target_times))
+        assert torch.allclose(cut[0], full[0], rtol=1e-5) and torch.equal(cut[1], full[1])
+        trainer.step_module.train()
+        assert trainer.run()["tasks"]["play"]["mrr"] > 0.3  # learns the pattern as random batches do
+    finally:
+        trainer.cleanup()
