@@ -234,16 +234,18 @@ class BucketedBatches:
     Each epoch a seeded permutation is cut into pools of `pool` batches; each pool is sorted by
     length and cut into batches; the epoch's batches are then ordered by length and shuffled with a
     permutation shared by every rank (`shared_seed`), so the ranks of one step get batches of about
-    the same length and none waits long for the others. Like `batch_indices`, a batch is a function
-    of the step alone (exact resume); an epoch that does not fill its last batch tops it up from its
-    own start."""
+    the same length and none waits long for the others. That needs the same number of batches per
+    epoch on every rank: `per_epoch` (at least this rank's own count; the trainer passes the largest
+    over ranks). Like `batch_indices`, a batch is a function of the step alone (exact resume); an
+    epoch with more slots than windows tops its batches up from its own start."""
 
-    def __init__(self, lengths: np.ndarray, batch_size: int, seed: int, shared_seed: int, pool: int) -> None:
+    def __init__(self, lengths: np.ndarray, batch_size: int, seed: int, shared_seed: int, pool: int,
+                 per_epoch: int = 0) -> None:
         if batch_size < 1 or pool < 1:
             raise ValueError(f"batch_size {batch_size} and pool {pool} must be >= 1")
         self.lengths = np.asarray(lengths, np.int64)
         self.batch_size, self.seed, self.shared_seed, self.pool = batch_size, seed, shared_seed, pool
-        self.per_epoch = -(-len(self.lengths) // batch_size)
+        self.per_epoch = max(per_epoch, -(-len(self.lengths) // batch_size))
         self._epoch, self._batches = -1, np.zeros((0, batch_size), np.int64)
 
     def __call__(self, step: int) -> np.ndarray:

@@ -390,9 +390,12 @@ class Trainer:
             raise TrainingError(f"{self.data_dir}/train: rank {self.ctx.rank} has no training windows")
         self.buckets = None
         if cfg.bucket_pool > 0:
-            self.buckets = BucketedBatches((self.windows.items != PAD_INDEX).sum(axis=1),
-                                           cfg.batch_size // self.ctx.world_size,
-                                           cfg.seed + 7919 * self.ctx.rank, cfg.seed, cfg.bucket_pool)
+            local = cfg.batch_size // self.ctx.world_size
+            counts = torch.zeros(self.ctx.world_size, dtype=torch.float64)
+            counts[self.ctx.rank] = len(self.windows)
+            per_epoch = math.ceil(float(all_reduce_sum(counts, self.ctx).max()) / local)  # same on every rank
+            self.buckets = BucketedBatches((self.windows.items != PAD_INDEX).sum(axis=1), local,
+                                           cfg.seed + 7919 * self.ctx.rank, cfg.seed, cfg.bucket_pool, per_epoch)
         fill = all_reduce_sum(torch.tensor([float((self.windows.items > 0).sum()), float(len(self.windows))]), self.ctx)
         tokens_per_step = cfg.batch_size * float(fill[0] / fill[1])
         self.total_steps = cfg.max_steps

@@ -140,6 +140,10 @@ def test_bucketed_batches_group_similar_lengths_and_cover_each_epoch():
     other = make(2)
     step_lengths = lambda b: [lengths[b(s)].max() for s in range(12)]
     assert np.corrcoef(step_lengths(bb), step_lengths(other))[0, 1] > 0.8
+    # a rank with fewer windows keeps in step with the others when told their batches per epoch
+    short = BucketedBatches(lengths[:70], batch_size=8, seed=3, shared_seed=0, pool=4, per_epoch=12)
+    assert short.per_epoch == 12 and set(np.concatenate([short(s) for s in range(12)]).tolist()) == set(range(70))
+    assert np.corrcoef(step_lengths(bb), [lengths[:70][short(s)].max() for s in range(12)])[0, 1] > 0.8
 
 
 def test_task_names_are_sorted_event_types(seq_dir):
