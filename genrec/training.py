@@ -46,7 +46,10 @@ ERROR_MARKER = "GENREC_TRAINING_ERROR:"
 #: the step where it is fixed again from the speed since then (the first steps run slower: the
 #: allocator's heap and the caches are still warming up, and a busy neighbour skews 20 steps).
 BUDGET_CALIBRATION_STEPS = 20
-BUDGET_RECALIBRATION_STEPS = 100
+#: later refits of a time budget, each from the mean speed since the first fit: one stretch of steps
+#: can run 10% faster or slower than the run as a whole (other jobs, batches of other lengths), so a
+#: fit from steps 20-100 alone missed a 780 s budget by +-10% on ml-latest-small.
+BUDGET_REFIT_STEPS = (100, 400, 1000)
 
 
 @dataclass(frozen=True)
@@ -327,7 +330,7 @@ class Trainer:
         self.embeddings_path, self.warm_start_dir = embeddings_path, warm_start_dir
         self.step, self.tokens, self.train_seconds = 0, 0, 0.0
         self.step_cap = config.max_steps  # what a time budget may never exceed (max_steps, max_tokens)
-        self.calibrated_at: tuple[int, float] = (0, 0.0)  # (step, train_seconds) of the last budget fit
+        self.calibrated_at: tuple[int, float] = (0, 0.0)  # (step, train_seconds) of the first budget fit
         self.last_loss = float("nan")
         self.warm_info: dict = {}
         self._stop_signal = False
@@ -534,7 +537,7 @@ class Trainer:
                 self.writer.add_scalar("train/tokens", self.tokens, self.step)
             bar.update(1)
             bar.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
-            if cfg.max_seconds and self.step in (BUDGET_CALIBRATION_STEPS, BUDGET_RECALIBRATION_STEPS) \
+            if cfg.max_seconds and self.step in (BUDGET_CALIBRATION_STEPS, *BUDGET_REFIT_STEPS) \
                     and self.step < self.total_steps:
                 self.fit_budget()
                 bar.total = self.total_steps
@@ -554,15 +557,16 @@ class Trainer:
 
     def fit_budget(self) -> None:
         """Fix the step count so the loop ends within `max_seconds`, from the speed of the steps so
-        far (since the previous fit, when there was one): the LR schedule then still decays to its
-        end on the last step, which a plain timeout would cut short. Never above `step_cap`. Every
-        rank takes the smallest estimate, so all stop on the same step. (Also used to keep a
-        benchmark's fit inside its time limit on data of any size.)"""
+        far (after the first fit: since the first fit, leaving out the slow first steps): the LR
+        schedule then still decays to its end on the last step, which a plain timeout would cut
+        short. Never above `step_cap`. Every rank takes the smallest estimate, so all stop on the
+        same step. (Also used to keep a benchmark's fit inside its time limit on data of any size.)"""
         cfg = self.config
         since_step, since_seconds = self.calibrated_at
         per_step = (self.train_seconds - since_seconds) / max(self.step - since_step, 1)
         fits = self.step + int(max(0.0, cfg.max_seconds - self.train_seconds) / max(per_step, 1e-9))
-        self.calibrated_at = (self.step, self.train_seconds)
+        if since_step == 0:
+            self.calibrated_at = (self.step, self.train_seconds)
         estimate = torch.tensor([float(min(self.step_cap, max(fits, self.step)))], dtype=torch.float64)
         if self.ctx.distributed:
             dist.all_reduce(estimate, op=dist.ReduceOp.MIN)

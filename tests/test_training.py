@@ -155,6 +155,9 @@ def test_time_budget_fixes_the_step_count_from_measured_speed(seq_dir):
     trainer.step, trainer.train_seconds = 100, 6.0  # the 80 steps since ran at 0.05 s each
     trainer.fit_budget()
     assert trainer.total_steps == 100 + 80  # refitted from the recent speed: the 4 s left hold 80 more
+    trainer.step, trainer.train_seconds = 150, 7.5  # 50 more steps at 0.03 s: 0.042 s/step since step 20
+    trainer.fit_budget()
+    assert trainer.total_steps == 150 + int(2.5 / (5.5 / 130))  # the mean since the first fit, not the last stretch
     trainer.calibrated_at, trainer.step_cap, trainer.train_seconds = (0, 0.0), 50, 2.0
     trainer.step = 20
     trainer.fit_budget()
