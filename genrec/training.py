@@ -42,13 +42,12 @@ PER_USER_FILE = "validation_per_user.parquet"
 CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
 ERROR_MARKER = "GENREC_TRAINING_ERROR:"
-#: steps timed before a wall-clock budget (TrainConfig.max_seconds) fixes the run's step count, and
-#: the step where it is fixed again from the speed since then (the first steps run slower: the
-#: allocator's heap and the caches are still warming up, and a busy neighbour skews 20 steps).
+#: steps timed before a wall-clock budget (TrainConfig.max_seconds) fixes the run's step count (the
+#: first steps run slower: the allocator's heap and the caches are still warming up).
 BUDGET_CALIBRATION_STEPS = 20
 #: later refits of a time budget, each from the mean speed since the first fit: one stretch of steps
-#: can run 10% faster or slower than the run as a whole (other jobs, batches of other lengths), so a
-#: fit from steps 20-100 alone missed a 780 s budget by +-10% on ml-latest-small.
+#: can run 10% faster or slower than the run as a whole (a busy neighbour, batches of other lengths),
+#: so a fit from steps 20-100 alone missed a 780 s budget by +-10% on ml-latest-small.
 BUDGET_REFIT_STEPS = (100, 400, 1000)
 
 
@@ -159,7 +158,9 @@ def init_distributed() -> DistContext:
     else:
         device = torch.device("cpu")
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # Small bookkeeping collectives (window counts, loss sums) use CPU tensors: gloo carries
+        # those beside nccl on GPU machines.
+        dist.init_process_group("cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
     return DistContext(rank, local_rank, world, device)
 
 
