@@ -158,6 +158,8 @@ def test_time_budget_fixes_the_step_count_from_measured_speed(seq_dir):
     trainer.step, trainer.train_seconds = 150, 7.5  # 50 more steps at 0.03 s: 0.042 s/step since step 20
     trainer.fit_budget()
     assert trainer.total_steps == 150 + int(2.5 / (5.5 / 130))  # the mean since the first fit, not the last stretch
+    from genrec.training import budget_fit_due
+    assert [s for s in range(1, 2600) if budget_fit_due(s)] == [20, 100, 400, 1000, 1500, 2000, 2500]
     trainer.calibrated_at, trainer.step_cap, trainer.train_seconds = (0, 0.0), 50, 2.0
     trainer.step = 20
     trainer.fit_budget()
