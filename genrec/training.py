@@ -485,11 +485,11 @@ class Trainer:
         idx = (self.buckets(counter) if self.buckets is not None
                else batch_indices(counter, local, len(self.windows), cfg.seed + 7919 * ctx.rank))
         w = self.windows
+        picked = [a[idx] for a in (w.items, w.types, w.gaps, w.targets, w.target_times)]
         # Padding is at the end and attention is causal, so cutting the columns after the longest
         # window leaves every real position's output and target as they were.
-        T = max(1, int((w.items[idx] != PAD_INDEX).sum(axis=1).max()))
-        return tuple(torch.from_numpy(np.ascontiguousarray(a[idx][..., :T])).to(ctx.device)
-                     for a in (w.items, w.types, w.gaps, w.targets, w.target_times))
+        T = max(1, int((picked[0] != PAD_INDEX).sum(axis=1).max()))
+        return tuple(torch.from_numpy(np.ascontiguousarray(a[..., :T])).to(ctx.device) for a in picked)
 
     def train(self) -> None:
         cfg, ctx = self.config, self.ctx
