@@ -400,15 +400,17 @@ class Trainer:
                                      self.model_config.time_buckets)
         if len(self.windows) == 0:
             raise TrainingError(f"{self.data_dir}/train: rank {self.ctx.rank} has no training windows")
+        self.window_lengths = (self.windows.items != PAD_INDEX).sum(axis=1)
+        self.rank_seed = cfg.seed + 7919 * self.ctx.rank  # each rank draws its own share's batches
         self.buckets = None
         if cfg.bucket_pool > 0:
             local = cfg.batch_size // self.ctx.world_size
             counts = torch.zeros(self.ctx.world_size, dtype=torch.float64)
             counts[self.ctx.rank] = len(self.windows)
             per_epoch = math.ceil(float(all_reduce_sum(counts, self.ctx).max()) / local)  # same on every rank
-            self.buckets = BucketedBatches((self.windows.items != PAD_INDEX).sum(axis=1), local,
-                                           cfg.seed + 7919 * self.ctx.rank, cfg.seed, cfg.bucket_pool, per_epoch)
-        fill = all_reduce_sum(torch.tensor([float((self.windows.items > 0).sum()), float(len(self.windows))]), self.ctx)
+            self.buckets = BucketedBatches(self.window_lengths, local, self.rank_seed, cfg.seed, cfg.bucket_pool,
+                                           per_epoch)
+        fill = all_reduce_sum(torch.tensor([float(self.window_lengths.sum()), float(len(self.windows))]), self.ctx)
         tokens_per_step = cfg.batch_size * float(fill[0] / fill[1])
         self.total_steps = cfg.max_steps
         if cfg.max_tokens:
@@ -483,13 +485,13 @@ class Trainer:
         local = cfg.batch_size // ctx.world_size
         counter = step * cfg.grad_accum + micro
         idx = (self.buckets(counter) if self.buckets is not None
-               else batch_indices(counter, local, len(self.windows), cfg.seed + 7919 * ctx.rank))
+               else batch_indices(counter, local, len(self.windows), self.rank_seed))
         w = self.windows
-        picked = [a[idx] for a in (w.items, w.types, w.gaps, w.targets, w.target_times)]
         # Padding is at the end and attention is causal, so cutting the columns after the longest
         # window leaves every real position's output and target as they were.
-        T = max(1, int((picked[0] != PAD_INDEX).sum(axis=1).max()))
-        return tuple(torch.from_numpy(np.ascontiguousarray(a[..., :T])).to(ctx.device) for a in picked)
+        T = max(1, int(self.window_lengths[idx].max()))
+        return tuple(torch.from_numpy(a[idx, ..., :T]).to(ctx.device)
+                     for a in (w.items, w.types, w.gaps, w.targets, w.target_times))
 
     def train(self) -> None:
         cfg, ctx = self.config, self.ctx
