@@ -115,6 +115,11 @@ class TrainConfig:
     keep_checkpoints: int = 2
     eval_batch_size: int = 256
     filter_seen: bool = False  # validation ranking: remove titles the user already had
+    # Leave the titles a window already holds before each target out of that target's softmax (the
+    # target itself stays): the training twin of filter_seen, for data whose rankings drop seen
+    # titles (MovieLens, where nobody rates a film twice). Not for rewatches or likes of a title just
+    # played, whose target is a seen title and whose rivals would be too. Full softmax only.
+    exclude_seen: bool = False
     fsdp: str = "auto"  # "auto" (presets >= 100M when distributed) | "on" | "off"
     num_threads: int = 0  # torch CPU threads per process (0: cores / processes)
 
@@ -129,6 +134,8 @@ class TrainConfig:
             raise ConfigError("max_steps >= 0, batch_size >= 1, grad_accum >= 1 and max_len >= 2 are required")
         if self.bucket_pool < 0:
             raise ConfigError(f"bucket_pool {self.bucket_pool} must be >= 0 (0: random batches)")
+        if self.exclude_seen and self.loss != "full":
+            raise ConfigError("exclude_seen needs loss='full' (a sampled softmax has no per-row seen mask)")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -197,9 +204,11 @@ class TrainingStep(nn.Module):
     """Model + loss as one module, so DDP/FSDP see every parameter inside one forward."""
 
     def __init__(self, model: GenerativeRecommender, loss: Loss, mtp_decay: float,
-                 launch: torch.Tensor | None = None, new_seconds: int = 0, mtp_detach: bool = False) -> None:
+                 launch: torch.Tensor | None = None, new_seconds: int = 0, mtp_detach: bool = False,
+                 exclude_seen: bool = False) -> None:
         super().__init__()
         self.model, self.loss, self.mtp_decay, self.mtp_detach = model, loss, mtp_decay, mtp_detach
+        self.exclude_seen = exclude_seen
         # New-title masking (TrainConfig.mask_new_days): [V] launch times, NEVER for back catalogue.
         self.launch, self.new_seconds = launch, new_seconds
 
@@ -220,10 +229,23 @@ class TrainingStep(nn.Module):
             all_masked = torch.ones(self.model.config.num_items, dtype=torch.bool, device=items.device)
             new_titles = NewTitles(lambda ids: self.model.item_vectors(ids, all_masked), self.launch,
                                    target_times[w, h, t], self.new_seconds)
-        per = self.loss(queries, targets[w, h, t], lambda ids: self.model.item_vectors(ids, mask),
-                        self.model.config.num_items, generator, new_titles)
+        positives = targets[w, h, t]
+        seen = seen_pairs(items, w, t, positives) if self.exclude_seen else None
+        per = self.loss(queries, positives, lambda ids: self.model.item_vectors(ids, mask),
+                        self.model.config.num_items, generator, new_titles, seen)
         weight = self.mtp_decay ** depth.to(per.dtype)
         return (per * weight).sum(), weight.sum()
+
+
+def seen_pairs(items: torch.Tensor, w: torch.Tensor, t: torch.Tensor,
+               positives: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, ids) of every title at positions <= t[i] of window w[i] except row i's positive:
+    what row i has already seen. items [B, T]; w, t, positives [N] -> two [P] long tensors."""
+    history = items[w]  # [N, T]
+    before = torch.arange(items.shape[1], device=items.device).unsqueeze(0) <= t.unsqueeze(1)
+    rows, cols = torch.nonzero(before & (history >= NUM_RESERVED) & (history != positives.unsqueeze(1)),
+                               as_tuple=True)
+    return rows, history[rows, cols]
 
 
 def build_loss(config: TrainConfig, num_items: int, counts: np.ndarray) -> Loss:
@@ -375,7 +397,7 @@ class Trainer:
         self.model = model.to(self.ctx.device)
         self.loss_fn = build_loss(cfg, len(self.vocab), self.vocab.counts)
         step_module = TrainingStep(self.model, self.loss_fn, cfg.mtp_decay, *self._new_title_launch(),
-                                   mtp_detach=cfg.mtp_detach)
+                                   mtp_detach=cfg.mtp_detach, exclude_seen=cfg.exclude_seen)
         self.use_fsdp = self.ctx.distributed and (
             cfg.fsdp == "on" or (cfg.fsdp == "auto" and model.get_num_params() >= FSDP_MIN_PARAMS))
         if self.use_fsdp:

@@ -139,6 +139,39 @@ def test_full_softmax_gradient_matches_torch_cross_entropy():
         twice.backward()
 
 
+def test_full_softmax_leaves_seen_titles_out_of_their_rows_only():
+    """A seen title drops out of its own row's softmax (loss and gradient as if it were not in the
+    catalog) and stays in every other row's."""
+    torch.manual_seed(0)
+    q, table = torch.randn(3, 4, requires_grad=True), torch.randn(12, 4)
+    pos = torch.tensor([NUM_RESERVED + 1, NUM_RESERVED + 2, NUM_RESERVED + 3])
+    seen = (torch.tensor([0, 0, 2]), torch.tensor([NUM_RESERVED + 4, NUM_RESERVED + 5, NUM_RESERVED + 4]))
+    ours = FullSoftmaxLoss()(q, pos, lambda ids: table[ids], 12, seen=seen)
+    logits = q @ table[NUM_RESERVED:].T
+    out = torch.zeros_like(logits, dtype=torch.bool)
+    out[seen[0], seen[1] - NUM_RESERVED] = True
+    expected = F.cross_entropy(logits.masked_fill(out, float("-inf")), pos - NUM_RESERVED, reduction="none")
+    assert torch.allclose(ours, expected, atol=1e-6)
+    plain = FullSoftmaxLoss()(q, pos, lambda ids: table[ids], 12)
+    assert ours[1] == plain[1] and (ours[[0, 2]] < plain[[0, 2]]).all()  # fewer rivals, lower loss
+    (g_ours,) = torch.autograd.grad(ours.sum(), q)
+    (g_expected,) = torch.autograd.grad(expected.sum(), q)
+    assert torch.allclose(g_ours, g_expected, atol=1e-6)
+
+
+def test_seen_pairs_are_the_titles_before_each_target_except_the_target():
+    from genrec.training import seen_pairs
+
+    r = NUM_RESERVED
+    items = torch.tensor([[r, r + 1, r + 2, 0], [r + 3, r + 3, 0, 0]])
+    w, t = torch.tensor([0, 0, 1]), torch.tensor([1, 2, 1])
+    rows, ids = seen_pairs(items, w, t, positives=torch.tensor([r + 2, r + 1, r + 3]))
+    got = sorted(zip(rows.tolist(), (ids - r).tolist()))
+    # row 0 saw titles 0, 1; row 1 saw 0, 1, 2 but 1 is its target (a rewatch stays a positive);
+    # row 2 saw only title 3, its own target; padding is never a title
+    assert got == [(0, 0), (0, 1), (1, 0), (1, 2)]
+
+
 class FixedSampler(UniformSampler):
     def __init__(self, ids, log_q):
         super().__init__(100, len(ids))

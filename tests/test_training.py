@@ -264,3 +264,29 @@ def test_length_bucketed_batches_cut_padding_without_changing_the_loss(seq_dir, 
         assert trainer.run()["tasks"]["play"]["mrr"] > 0.3  # learns the pattern as random batches do
     finally:
         trainer.cleanup()
+
+
+def test_exclude_seen_needs_the_full_softmax_and_trains(seq_dir, tmp_path):
+    with pytest.raises(ConfigError, match="exclude_seen"):
+        dataclasses.replace(TINY, exclude_seen=True)  # TINY's loss is sampled
+    config = dataclasses.replace(TINY, loss="full", exclude_seen=True, mtp_depth=0, max_len=32)
+    _, metrics = run(seq_dir, tmp_path / "model", config)
+    assert metrics["tasks"]["play"]["mrr"] > 0.3  # the planted pattern is still learned
+
+
+
+def test_training_step_passes_each_rows_history_to_the_loss():
+    from genrec.model import FullSoftmaxLoss, GenerativeRecommender, ModelConfig
+    from genrec.training import TrainingStep
+
+    torch.manual_seed(0)
+    model = GenerativeRecommender(ModelConfig(n_layer=1, n_head=2, n_embd=16, max_len=8, num_items=20, num_tasks=1,
+                                              item_dim=8)).eval()
+    items = torch.randint(NUM_RESERVED, 20, (2, 8))
+    targets = torch.zeros(2, 1, 8, dtype=torch.long)
+    targets[:, 0, :-1] = items[:, 1:]
+    args = (items, torch.ones_like(items), torch.zeros_like(items), targets, None, None)
+    with torch.no_grad():
+        plain, n = TrainingStep(model, FullSoftmaxLoss(), mtp_decay=0.5)(*args)
+        excluded, n2 = TrainingStep(model, FullSoftmaxLoss(), mtp_decay=0.5, exclude_seen=True)(*args)
+    assert n == n2 and excluded < plain

@@ -16,6 +16,7 @@ from genrec.model.samplers import NegativeSampler
 
 
 ItemLookup = Callable[[torch.Tensor], torch.Tensor]
+Seen = tuple[torch.Tensor, torch.Tensor]  # (rows [P], item ids [P]): titles left out of each row's softmax
 
 
 class _SoftmaxCrossEntropy(torch.autograd.Function):
@@ -84,9 +85,11 @@ class NewTitles:
 class Loss(abc.ABC):
     @abc.abstractmethod
     def __call__(self, queries: torch.Tensor, positives: torch.Tensor, items: ItemLookup, num_items: int,
-                 generator: torch.Generator | None = None, new_titles: NewTitles | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, new_titles: NewTitles | None = None,
+                 seen: Seen | None = None) -> torch.Tensor:
         """queries [N, D] float, positives [N] long item indices, items: ids -> vectors, num_items V
-        -> [N] float losses. `new_titles`: score titles new at each row's time from metadata alone."""
+        -> [N] float losses. `new_titles`: score titles new at each row's time from metadata alone;
+        `seen`: titles to leave out of a row's softmax (never its positive)."""
 
     @abc.abstractmethod
     def describe(self) -> str:
@@ -96,11 +99,14 @@ class Loss(abc.ABC):
 class FullSoftmaxLoss(Loss):
     """Cross-entropy over the whole catalog (reserved indices excluded)."""
 
-    def __call__(self, queries, positives, items, num_items, generator=None, new_titles=None):
+    def __call__(self, queries, positives, items, num_items, generator=None, new_titles=None, seen=None):
         catalog = torch.arange(NUM_RESERVED, num_items, device=queries.device)
         logits = queries @ items(catalog).T
         if new_titles is not None:
             logits = new_titles.rescore(queries, logits, catalog)
+        if seen is not None:  # in place: the matmul's backward does not read its output
+            rows, ids = seen
+            logits = logits.index_put_((rows, ids - NUM_RESERVED), logits.new_tensor(float("-inf")))
         return softmax_cross_entropy(logits.float(), positives - NUM_RESERVED)
 
     def describe(self) -> str:
@@ -114,7 +120,9 @@ class SampledSoftmaxLoss(Loss):
     def __init__(self, sampler: NegativeSampler, logq: bool = True) -> None:
         self.sampler, self.logq = sampler, logq
 
-    def __call__(self, queries, positives, items, num_items, generator=None, new_titles=None):
+    def __call__(self, queries, positives, items, num_items, generator=None, new_titles=None, seen=None):
+        if seen is not None:
+            raise ValueError("SampledSoftmaxLoss cannot leave seen titles out (use the full softmax)")
         negatives = self.sampler.sample(positives, generator)  # [M]
         pos_vectors = items(positives)
         if new_titles is not None:
