@@ -37,6 +37,7 @@ from genrec.metrics import per_user_mean, reciprocal_rank, summarize, target_ran
 from genrec.model import (FullSoftmaxLoss, GenerativeRecommender, Loss, ModelConfig, NewTitles,
                           SampledSoftmaxLoss, build_sampler, preset_config)
 from genrec.model.config import FSDP_MIN_PARAMS
+from genrec.model.losses import Seen
 
 PER_USER_FILE = "validation_per_user.parquet"
 CHECKPOINT_DIR = "checkpoints"
@@ -238,7 +239,7 @@ class TrainingStep(nn.Module):
 
 
 def seen_pairs(items: torch.Tensor, w: torch.Tensor, t: torch.Tensor,
-               positives: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+               positives: torch.Tensor) -> Seen:
     """(rows, ids) of every title at positions <= t[i] of window w[i] except row i's positive:
     what row i has already seen. items [B, T]; w, t, positives [N] -> two [P] long tensors."""
     history = items[w]  # [N, T]
