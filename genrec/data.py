@@ -137,11 +137,33 @@ class Windows:
         return len(self.items)
 
 
+def window_spans(n: int, max_len: int, stride: int = 0) -> list[tuple[int, int, int]]:
+    """(start, end, own) of each window over a sequence of n events, the last window first: windows
+    end every `stride` events (0: max_len) from the end back to the first that starts at 0; a
+    window's targets are its positions >= own (the positions before `own` are also in the next,
+    earlier window, which has more events before them)."""
+    step = stride or max_len
+    spans = []
+    for end in range(n, 0, -step):
+        start = max(0, end - max_len)
+        spans.append((start, end, start + max_len - step if start > 0 else 0))
+        if start == 0:
+            break
+    return spans
+
+
 def build_windows(table: pa.Table, vocab: Vocabulary, tasks: tuple[str, ...], max_len: int,
-                  mtp_depth: int, time_buckets: int = 32, predictions_only: bool = False) -> Windows:
+                  mtp_depth: int, time_buckets: int = 32, predictions_only: bool = False,
+                  stride: int = 0) -> Windows:
     """Cut each user's sequence into windows of `max_len` events from the end; targets look at the
     whole sequence, so a window's last position still predicts the next window's first event.
-    `predictions_only` keeps only windows with at least one target event (validation)."""
+    `predictions_only` keeps only windows with at least one target event (validation).
+
+    `stride` < max_len (0: max_len) makes windows overlap, each ending `stride` events before the
+    next one; the overlapped positions keep their targets only in the earlier window, where more
+    events precede them. Every target is still counted once, and in a sequence longer than a window
+    each target past the first window has at least max_len - stride events of context instead of
+    none at a window's start (more compute per epoch for long sequences)."""
     depth = mtp_depth + 1
     lengths = pc.list_value_length(table["items"]).to_numpy(zero_copy_only=False).astype(np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
@@ -179,20 +201,20 @@ def build_windows(table: pa.Table, vocab: Vocabulary, tasks: tuple[str, ...], ma
         predict = np.zeros(n, bool)
         predict[:-1] = steps[1:] >= max(n_history[row], 1)
         predict &= next_task >= 0
-        for end in range(n, 0, -max_len):
-            start = max(0, end - max_len)
-            if predictions_only and not predict[start:end].any():
+        for start, end, own in window_spans(n, max_len, stride):
+            mine = np.arange(start, end) >= own
+            if predictions_only and not (predict[start:end] & mine).any():
                 continue
             pad = max_len - (end - start)
             out["items"].append(np.pad(items[start:end], (0, pad)))
             out["types"].append(np.pad(np.where(types[start:end] >= 0, types[start:end] + 1, 0), (0, pad)))
             out["gaps"].append(np.pad(gaps[start:end], (0, pad)))
-            out["targets"].append(np.pad(targets[:, start:end], ((0, 0), (0, pad))))
-            out["predict"].append(np.pad(predict[start:end], (0, pad)))
+            out["targets"].append(np.pad(targets[:, start:end] * mine, ((0, 0), (0, pad))))
+            out["predict"].append(np.pad(predict[start:end] & mine, (0, pad)))
             out["next_task"].append(np.pad(next_task[start:end], (0, pad), constant_values=-1))
             out["users"].append(users[row])
             out["starts"].append(start)
-            out["target_times"].append(np.pad(target_times[:, start:end], ((0, 0), (0, pad))))
+            out["target_times"].append(np.pad(target_times[:, start:end] * mine, ((0, 0), (0, pad))))
     if not out["items"]:
         shape = (0, max_len)
         return Windows(np.zeros(shape, np.int64), np.zeros(shape, np.int64), np.zeros(shape, np.int64),

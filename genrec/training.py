@@ -88,6 +88,9 @@ class TrainConfig:
     # MTP heads read the backbone without training it (as Medusa heads do): the next-event head keeps
     # the backbone to itself, and each delay head is fitted to what the backbone already knows.
     mtp_detach: bool = False
+    # Delay heads = next-event head (no gradient) + a learned correction starting at zero (see
+    # ModelConfig.mtp_residual); False: independent heads.
+    mtp_residual: bool = True
     # Random ID masking, off by default: on the built-in data (benchmarks/claims.py, 500K, 300 steps,
     # sampled head) p=0.2 lowered validation play MRR 0.256 -> 0.204 and cold-start shadow MRR
     # 0.056 -> 0.017 (see mask_new_days for the masking that helps).
@@ -101,6 +104,9 @@ class TrainConfig:
     # may be older and are never treated as new).
     mask_new_days: float = 7.0
     max_len: int = 50
+    # Overlapping training windows for sequences longer than max_len: each ends this many events
+    # before the next (0: max_len, no overlap); see genrec.data.build_windows.
+    window_stride: int = 0
     # Batches of similar-length windows (pools of this many batches sorted by length; 0: random
     # batches), each padded only to its longest window: see genrec.data.BucketedBatches.
     bucket_pool: int = 0
@@ -133,6 +139,8 @@ class TrainConfig:
             raise ConfigError(f"max_seconds {self.max_seconds} must be >= 0 (0: no time budget)")
         if self.max_steps < 0 or self.batch_size < 1 or self.grad_accum < 1 or self.max_len < 2:
             raise ConfigError("max_steps >= 0, batch_size >= 1, grad_accum >= 1 and max_len >= 2 are required")
+        if not 0 <= self.window_stride <= self.max_len:
+            raise ConfigError(f"window_stride {self.window_stride} must be in [0, max_len] (0: max_len)")
         if self.bucket_pool < 0:
             raise ConfigError(f"bucket_pool {self.bucket_pool} must be >= 0 (0: random batches)")
         if self.exclude_seen and self.loss != "full":
@@ -315,6 +323,8 @@ def warm_start(model: GenerativeRecommender, old_dir: str, vocab: Vocabulary, ta
             continue
         elif name.startswith(("head.", "wtype.")) and tuple(old_cfg.get("tasks", ())) != tasks:
             skipped.append(name)
+        elif name.startswith("head.") and old_cfg.get("model", {}).get("mtp_residual", False) != model.config.mtp_residual:
+            skipped.append(name)  # same shape, other meaning (independent vs residual MTP heads)
         elif old is not None and old.shape == tensor.shape:
             state[name] = old.to(tensor.dtype)
             loaded += 1
@@ -387,7 +397,8 @@ class Trainer:
         semantic = read_semantic(self.embeddings_path, self.vocab) if self.embeddings_path else None
         self.model_config = preset_config(
             cfg.preset, max_len=cfg.max_len, num_items=len(self.vocab), num_tasks=len(self.tasks),
-            mtp_depth=cfg.mtp_depth, item_dim=cfg.item_dim, semantic_dim=0 if semantic is None else semantic.shape[1],
+            mtp_depth=cfg.mtp_depth, mtp_residual=cfg.mtp_residual, item_dim=cfg.item_dim,
+            semantic_dim=0 if semantic is None else semantic.shape[1],
             dropout=cfg.dropout, mask_prob=cfg.mask_prob, normalize=cfg.normalize, temperature=cfg.temperature)
         model = GenerativeRecommender(self.model_config)
         if semantic is not None:
@@ -420,7 +431,7 @@ class Trainer:
                                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
         table = read_split(self.data_dir, "train", self.ctx.rank, self.ctx.world_size)
         self.windows = build_windows(table, self.vocab, self.tasks, cfg.max_len, cfg.mtp_depth,
-                                     self.model_config.time_buckets)
+                                     self.model_config.time_buckets, stride=cfg.window_stride)
         if len(self.windows) == 0:
             raise TrainingError(f"{self.data_dir}/train: rank {self.ctx.rank} has no training windows")
         self.window_lengths = (self.windows.items != PAD_INDEX).sum(axis=1)

@@ -10,9 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from genrec.data import (BucketedBatches, Vocabulary, batch_indices, build_windows, gap_buckets, launch_times, read_split,
-                         read_vocabulary, task_names)
-from genrec.errors import InputError
+                         read_vocabulary, task_names, window_spans)
+from genrec.errors import ConfigError, InputError
 from genrec.events import NEVER, NUM_RESERVED, SEQUENCE_SCHEMA, UNK_INDEX
+from genrec.training import TrainConfig
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "testdata", "model"))
 from seqfixtures import write_sequences  # noqa: E402
@@ -83,6 +84,29 @@ def test_long_sequences_are_cut_from_the_end_and_targets_cross_windows(seq_dir):
     assert w.items.tolist() == [idx[4:7].tolist(), idx[1:4].tolist(), [idx[0], 0, 0]]
     assert w.starts.tolist() == [4, 1, 0]
     assert w.targets[1, 0, 2] == idx[4]  # last position of a window predicts the next window's first event
+
+
+def test_overlapping_windows_count_each_target_once_with_more_context(seq_dir):
+    vocab = read_vocabulary(seq_dir)
+    n = 23
+    ids = [vocab.item_ids[NUM_RESERVED + i % 7] for i in range(n)]
+    table = _table(ids, ["play"] * n, list(range(n)), n_history=1)
+    assert window_spans(n, 8, 3) == [(15, 23, 20), (12, 20, 17), (9, 17, 14), (6, 14, 11), (3, 11, 8), (0, 8, 0)]
+    assert window_spans(n, 8) == [(15, 23, 15), (7, 15, 7), (0, 7, 0)]
+    plain = build_windows(table, vocab, ("play",), max_len=8, mtp_depth=1)
+    for stride in (3, 5, 8):
+        w = build_windows(table, vocab, ("play",), max_len=8, mtp_depth=1, stride=stride)
+        win, head, pos = np.nonzero(w.targets >= NUM_RESERVED)
+        where = w.starts[win] + pos  # position of each target's query in the sequence
+        assert len(set(zip(where.tolist(), head.tolist()))) == len(where)  # no (position, head) twice
+        assert len(where) == (plain.targets >= NUM_RESERVED).sum()  # every target exactly once
+        assert sorted(w.targets[win, head, pos].tolist()) == sorted(plain.targets[plain.targets >= NUM_RESERVED].tolist())
+        context = pos[w.starts[win] > 0]  # events before the query inside its window
+        assert context.min() >= 8 - stride
+        checked = build_windows(table, vocab, ("play",), max_len=8, mtp_depth=0, stride=stride, predictions_only=True)
+        assert checked.predict.sum() == plain.predict.sum() == n - 1  # validation counts each event once too
+    with pytest.raises(ConfigError, match="window_stride"):
+        TrainConfig(max_len=8, window_stride=9)
 
 
 def test_validation_predicts_only_window_events(seq_dir):

@@ -88,6 +88,30 @@ def test_head_index_uses_last_head_beyond_mtp_depth():
     assert model.head_index(0, 1) == 1
 
 
+def test_residual_mtp_heads_start_as_the_next_event_head_and_never_train_it():
+    model = tiny(mtp_depth=2, num_tasks=2).train()
+    hidden = torch.randn(5, 16)
+    q = model.head_outputs(hidden)  # [5, tasks * depths, item_dim]
+    for task in range(2):
+        first = q[:, model.head_index(task, 0)]
+        assert torch.equal(q[:, model.head_index(task, 1)], first)
+        assert torch.equal(q[:, model.head_index(task, 2)], first)
+    assert not torch.equal(q[:, model.head_index(0, 0)], q[:, model.head_index(1, 0)])
+    # A loss on the delay heads alone trains their corrections, never a next-event slice.
+    q[:, [model.head_index(0, 1), model.head_index(1, 2)]].sum().backward()
+    grad = model.head.weight.grad.view(2, 3, 8, 16).abs().sum(dim=(2, 3))
+    assert torch.equal(grad[:, 0], torch.zeros(2))
+    assert grad[0, 1] > 0 and grad[1, 2] > 0 and grad[0, 2] == 0 and grad[1, 1] == 0
+
+
+def test_independent_mtp_heads_are_separate_projections():
+    model = tiny(mtp_depth=1, num_tasks=1, mtp_residual=False)
+    hidden = torch.randn(4, 16)
+    weight = model.head.weight.view(2, 8, 16)
+    q = model.head_outputs(hidden)
+    assert torch.allclose(q[:, 1], hidden @ weight[1].T) and not torch.allclose(q[:, 1], q[:, 0])
+
+
 def test_masking_leaves_metadata_alone_to_represent_a_title():
     model = tiny(semantic_dim=4, normalize=False)
     assert "tower.oov" not in dict(model.named_parameters())  # nothing to learn "masked titles" from

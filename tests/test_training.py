@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -110,6 +111,28 @@ def test_warm_start_keeps_known_titles_bit_identical(trained, seq_dir, tmp_path)
         trainer.cleanup()
 
 
+def test_models_saved_before_residual_mtp_heads_load_and_warm_start_as_they_were(trained, seq_dir, tmp_path):
+    from genrec.model.serving import load_model
+
+    old_dir, _ = trained
+    assert load_model(old_dir)[0].config.mtp_residual  # the default since it existed
+    legacy = tmp_path / "legacy"
+    shutil.copytree(old_dir, legacy, ignore=shutil.ignore_patterns("checkpoints", "tensorboard"))
+    card = json.load(open(legacy / "config.json"))
+    del card["model"]["mtp_residual"]
+    (legacy / "config.json").write_text(json.dumps(card))
+    assert not load_model(str(legacy))[0].config.mtp_residual  # its heads keep their meaning
+    trainer = Trainer(seq_dir, str(tmp_path / "out"), TINY, embeddings_path=os.path.join(seq_dir, "embeddings.parquet"),
+                      warm_start_dir=str(legacy))
+    try:
+        trainer.setup()
+        old = load_file(os.path.join(old_dir, "model.safetensors"))
+        assert not torch.equal(trainer.model.head.weight.detach(), old["head.weight"])  # not reinterpreted
+        assert torch.equal(trainer.model.blocks[0].attn.c_attn.weight.detach(), old["blocks.0.attn.c_attn.weight"])
+    finally:
+        trainer.cleanup()
+
+
 def test_recommender_scores_known_and_unseen_titles(trained, seq_dir):
     out, _ = trained
     rec = load_recommender(out, os.path.join(seq_dir, "embeddings.parquet"))
@@ -209,6 +232,7 @@ def test_detached_mtp_heads_learn_without_training_the_backbone(detach):
     torch.manual_seed(0)
     model = GenerativeRecommender(ModelConfig(n_layer=1, n_head=2, n_embd=16, max_len=8, num_items=20, num_tasks=1,
                                               mtp_depth=1, item_dim=8))
+    torch.nn.init.normal_(model.head.weight, std=0.02)  # residual delay heads start at zero: no backbone gradient yet
     step = TrainingStep(model, FullSoftmaxLoss(), mtp_decay=0.5, mtp_detach=detach)
     items = torch.randint(NUM_RESERVED, 20, (2, 8))
     targets = torch.zeros(2, 2, 8, dtype=torch.long)

@@ -57,6 +57,10 @@ class ModelConfig:
     num_items: int = 4  # vocabulary size including the reserved indices (pad, unk, mask)
     num_tasks: int = 1  # event types; each is a task with its own head
     mtp_depth: int = 0  # extra heads: head j predicts the first event of a task at least j events ahead
+    # Delay heads as corrections of the next-event head: head j's query = (next-event query, no
+    # gradient) + its own projection, which starts at zero. False: independent heads (models saved
+    # before this field existed).
+    mtp_residual: bool = True
     item_dim: int = 32  # width of item embeddings and of the projected decoding head
     semantic_dim: int = 0  # metadata vector width (0: no semantic tower)
     tower_hidden: int = 128

@@ -86,6 +86,9 @@ class GenerativeRecommender(nn.Module):
         if self.tower.mlp is not None:
             nn.init.zeros_(self.tower.mlp[-1].weight)
             nn.init.zeros_(self.tower.mlp[-1].bias)
+        if config.mtp_residual and config.mtp_depth:
+            with torch.no_grad():  # delay heads start as copies of their task's next-event head
+                self.head.weight.view(config.num_tasks, config.mtp_depth + 1, config.item_dim, -1)[:, 1:].zero_()
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
@@ -146,17 +149,28 @@ class GenerativeRecommender(nn.Module):
     def queries(self, hidden: torch.Tensor, head_index: torch.Tensor) -> torch.Tensor:
         """hidden [N, n_embd], head_index [N] long (task * (mtp_depth + 1) + depth) -> [N, item_dim]
         queries, scaled so that `queries @ items.T` are logits."""
-        c = self.config
-        q = self.head(hidden).view(-1, c.num_heads_out, c.item_dim)
+        q = self.head_outputs(hidden)
         return self._scale(q[torch.arange(len(q), device=q.device), head_index])
 
     def queries_at(self, hidden: torch.Tensor, w: torch.Tensor, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """Queries of head h[i] at position (w[i], t[i]) of hidden [B, T, n_embd] -> [N, item_dim].
         Every head is computed once per position (one matmul), then the asked ones are picked:
         cheaper than gathering a weight slice per target."""
+        return self._scale(self.head_outputs(hidden)[w, t, h])
+
+    def head_outputs(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden [..., n_embd] -> [..., num_heads_out, item_dim] unscaled queries of every head.
+        Residual MTP heads (config.mtp_residual) add a learned correction to their task's next-event
+        query, which they do not train: a delay-j target equals the next-event target whenever the
+        j skipped events are of other types, so the next-event head is the right start, and a delay
+        head trained from scratch learned less than it (benchmarks/claims.py, README)."""
         c = self.config
-        q = self.head(hidden).view(*hidden.shape[:2], c.num_heads_out, c.item_dim)
-        return self._scale(q[w, t, h])
+        q = self.head(hidden).view(*hidden.shape[:-1], c.num_heads_out, c.item_dim)
+        if not (c.mtp_residual and c.mtp_depth):
+            return q
+        q = q.view(*hidden.shape[:-1], c.num_tasks, c.mtp_depth + 1, c.item_dim)
+        first = q[..., :1, :]
+        return torch.cat([first, first.detach() + q[..., 1:, :]], dim=-2).flatten(-3, -2)
 
     def _scale(self, q: torch.Tensor) -> torch.Tensor:
         """[N, item_dim] -> [N, item_dim + 1]: normalised / temperature, then 1 for the item bias."""
