@@ -314,3 +314,17 @@ def test_training_step_passes_each_rows_history_to_the_loss():
         plain, n = TrainingStep(model, FullSoftmaxLoss(), mtp_decay=0.5)(*args)
         excluded, n2 = TrainingStep(model, FullSoftmaxLoss(), mtp_decay=0.5, exclude_seen=True)(*args)
     assert n == n2 and excluded < plain
+
+
+def test_window_stride_reaches_the_training_windows(seq_dir, tmp_path):
+    def windows(stride):
+        trainer = Trainer(seq_dir, str(tmp_path / f"s{stride}"), dataclasses.replace(TINY, max_len=8, window_stride=stride))
+        try:
+            trainer.setup()
+            return trainer.windows
+        finally:
+            trainer.cleanup()
+
+    plain, overlapped = windows(0), windows(4)
+    assert len(overlapped) > len(plain)
+    assert (overlapped.targets >= NUM_RESERVED).sum() == (plain.targets >= NUM_RESERVED).sum()
