@@ -308,6 +308,7 @@ def warm_start(model: GenerativeRecommender, old_dir: str, vocab: Vocabulary, ta
     old_state = load_file(os.path.join(old_dir, MODEL_WEIGHTS_FILE))
     old_cfg = json.loads(open(os.path.join(old_dir, MODEL_CONFIG_FILE)).read())
     old_vocab = read_vocabulary(os.path.join(old_dir, VOCAB_FILE))
+    old_residual = old_cfg.get("model", {}).get("mtp_residual", False)  # absent: saved before residual heads
     state = model.state_dict()
     # Rows follow titles, not positions: both vocabularies are ordered by count.
     rows = old_vocab.positions(list(vocab.item_ids[NUM_RESERVED:]))
@@ -326,7 +327,7 @@ def warm_start(model: GenerativeRecommender, old_dir: str, vocab: Vocabulary, ta
             continue
         elif name.startswith(("head.", "wtype.")) and tuple(old_cfg.get("tasks", ())) != tasks:
             skipped.append(name)
-        elif name.startswith("head.") and old_cfg.get("model", {}).get("mtp_residual", False) != model.config.mtp_residual:
+        elif name.startswith("head.") and old_residual != model.config.mtp_residual:
             skipped.append(name)  # same shape, other meaning (independent vs residual MTP heads)
         elif old is not None and old.shape == tensor.shape:
             state[name] = old.to(tensor.dtype)
