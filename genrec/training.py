@@ -308,7 +308,7 @@ def warm_start(model: GenerativeRecommender, old_dir: str, vocab: Vocabulary, ta
     old_state = load_file(os.path.join(old_dir, MODEL_WEIGHTS_FILE))
     old_cfg = json.loads(open(os.path.join(old_dir, MODEL_CONFIG_FILE)).read())
     old_vocab = read_vocabulary(os.path.join(old_dir, VOCAB_FILE))
-    old_residual = old_cfg.get("model", {}).get("mtp_residual", False)  # absent: saved before residual heads
+    old_residual = ModelConfig.from_saved(old_cfg.get("model", {})).mtp_residual
     state = model.state_dict()
     # Rows follow titles, not positions: both vocabularies are ordered by count.
     rows = old_vocab.positions(list(vocab.item_ids[NUM_RESERVED:]))

@@ -78,6 +78,12 @@ class ModelConfig:
         if self.mtp_depth < 0:
             raise ConfigError(f"mtp_depth {self.mtp_depth} is negative")
 
+    @classmethod
+    def from_saved(cls, saved: dict) -> "ModelConfig":
+        """The config a saved model card holds; a field added after the model was saved takes the
+        value that reproduces that model (mtp_residual: independent heads), not today's default."""
+        return cls(**{"mtp_residual": False, **saved})
+
     @property
     def num_heads_out(self) -> int:
         """Decoding heads: one per task and prediction depth."""

@@ -134,8 +134,7 @@ def load_model(model_dir: str) -> tuple[GenerativeRecommender, dict]:
     try:
         with open(os.path.join(model_dir, MODEL_CONFIG_FILE)) as fh:
             card = json.load(fh)
-        # Models saved before residual MTP heads existed had independent ones.
-        model = GenerativeRecommender(ModelConfig(**{"mtp_residual": False, **card["model"]}))
+        model = GenerativeRecommender(ModelConfig.from_saved(card["model"]))
         model.load_state_dict(load_file(os.path.join(model_dir, MODEL_WEIGHTS_FILE)))
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
         raise InputError(f"{model_dir}: not a readable genrec model folder ({exc})") from None
