@@ -328,3 +328,19 @@ def test_window_stride_reaches_the_training_windows(seq_dir, tmp_path):
     plain, overlapped = windows(0), windows(4)
     assert len(overlapped) > len(plain)
     assert (overlapped.targets >= NUM_RESERVED).sum() == (plain.targets >= NUM_RESERVED).sum()
+
+
+def test_precision_picks_the_step_autocast_and_bf16_training_still_learns(seq_dir, tmp_path):
+    from genrec.training import training_autocast
+
+    a, b = torch.randn(4, 8), torch.randn(8, 3)
+    cpu = torch.device("cpu")
+    for precision, dtype in (("auto", torch.float32), ("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        with training_autocast(precision, cpu):
+            assert (a @ b).dtype == dtype, precision
+    with pytest.raises(ConfigError, match="precision"):
+        TrainConfig(precision="fp16")
+    config = dataclasses.replace(TINY, precision="bf16", mtp_depth=0, mask_prob=0.0, checkpoint_every=0)
+    trainer, metrics = run(seq_dir, tmp_path / "bf16", config)
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # bf16 matmuls, fp32 weights
+    assert metrics["tasks"]["play"]["mrr"] > 0.3
