@@ -65,9 +65,9 @@ class TrainConfig:
     """Everything a training run depends on. Defaults measured on the built-in data (1,500-2,000
     users, 800 titles) and ml-latest-small: the 50K preset at 60 steps of 64 windows reaches
     like/play MRR 0.90/0.13 vs popularity 0.023/0.026. MTP heads (mtp_depth > 0; residual and
-    detached by default) gained at delay 2, tied at delay 1 and cost nothing at delay 0 in 600-step
-    runs (benchmarks/claims.py), for 1.8x the training time with two of them, so they are off by
-    default; masking (random or new-title) only acts with a semantic tower."""
+    detached by default) gained at delay 2 in two of three training seeds and lost or tied at delay 1
+    in 600-step runs (benchmarks/claims.py), for 1.8x the training time with two of them, so they
+    are off by default; masking (random or new-title) only acts with a semantic tower."""
 
     preset: str = "1M"
     max_steps: int = 300
@@ -89,7 +89,7 @@ class TrainConfig:
     # MTP heads read the backbone without training it (as Medusa heads do): the next-event head keeps
     # the backbone to itself, and each delay head is fitted to what the backbone already knows. With
     # residual heads (claims.py b, 1M, 600 steps, shadow play MRR vs next-token-only) detached heads
-    # scored +0.0079 / -0.0003 / +0.0046 at delays 0 / 1 / 2, trained ones -0.0059 / -0.0089 / +0.0040.
+    # scored +0.0079 / -0.0003 / +0.0046 at delays 0 / 1 / 2, trained ones -0.0059 / -0.0089 / +0.0040 (training seed 0).
     mtp_detach: bool = True
     # Delay heads = next-event head (no gradient) + a learned correction starting at zero (see
     # ModelConfig.mtp_residual); False: independent heads (trained, not detached: delay 1 -0.0202).
@@ -132,8 +132,9 @@ class TrainConfig:
     exclude_seen: bool = False
     fsdp: str = "auto"  # "auto" (presets >= 100M when distributed) | "on" | "off"
     # Matmul precision of the training step (see training_autocast): "auto" = bf16 autocast on a
-    # GPU, fp32 on a CPU; "bf16" = bf16 autocast on any device (a CPU with native bf16 matmuls,
-    # AVX512-BF16 or AMX, runs the full-softmax head ~2.5x faster); "fp32" = never.
+    # GPU, fp32 on a CPU; "bf16" = bf16 autocast on any device; "fp32" = never. On a CPU with native
+    # bf16 (AVX512-BF16, AMX) the full-softmax head's matmuls run 2-4x faster, but on ml-latest-small
+    # the extra steps did not pay: test NDCG@10 fell on three seeds (benchmarks/quality.py).
     precision: str = "auto"
     num_threads: int = 0  # torch CPU threads per process (0: cores / processes)
 
