@@ -88,8 +88,9 @@ class TrainConfig:
     mtp_decay: float = 0.5  # loss weight of depth j is mtp_decay**j
     # MTP heads read the backbone without training it (as Medusa heads do): the next-event head keeps
     # the backbone to itself, and each delay head is fitted to what the backbone already knows. With
-    # residual heads (claims.py b, 1M, 600 steps, shadow play MRR vs next-token-only) detached heads
-    # scored +0.0079 / -0.0003 / +0.0046 at delays 0 / 1 / 2, trained ones -0.0059 / -0.0089 / +0.0040 (training seed 0).
+    # residual heads (claims.py b, 1M, 600 steps, training seed 0, shadow play MRR vs next-token-only)
+    # detached heads scored +0.0079 / -0.0003 / +0.0046 at delays 0 / 1 / 2, trained ones -0.0059 /
+    # -0.0089 / +0.0040.
     mtp_detach: bool = True
     # Delay heads = next-event head (no gradient) + a learned correction starting at zero (see
     # ModelConfig.mtp_residual); False: independent heads (trained, not detached: delay 1 -0.0202).
