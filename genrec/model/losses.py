@@ -124,12 +124,15 @@ class SampledSoftmaxLoss(Loss):
         if seen is not None:
             raise ValueError("SampledSoftmaxLoss cannot leave seen titles out (use the full softmax)")
         negatives = self.sampler.sample(positives, generator)  # [M]
-        pos_vectors = items(positives)
+        # One lookup for both: each lookup's backward writes a dense [catalog, dim] gradient, which
+        # at a million titles costs more than the sampled logits themselves.
+        vectors = items(torch.cat([positives, negatives]))
+        pos_vectors, neg_vectors = vectors[:len(positives)], vectors[len(positives):]
         if new_titles is not None:
             new = new_titles.row_is_new(positives).unsqueeze(1)
             pos_vectors = torch.where(new, new_titles.metadata(positives), pos_vectors)
         pos_logits = (queries * pos_vectors).sum(-1, keepdim=True)  # [N, 1]
-        neg_logits = queries @ items(negatives).T  # [N, M]
+        neg_logits = queries @ neg_vectors.T  # [N, M]
         if new_titles is not None:
             neg_logits = new_titles.rescore(queries, neg_logits, negatives)
         if self.logq:
