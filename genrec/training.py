@@ -132,6 +132,12 @@ class TrainConfig:
     # played, whose target is a seen title and whose rivals would be too. Full softmax only.
     exclude_seen: bool = False
     fsdp: str = "auto"  # "auto" (presets >= 100M when distributed) | "on" | "off"
+    # Sparse gradients for the per-title tables (ID embedding, bias), made dense once before the
+    # optimizer: each lookup's backward otherwise writes a dense [catalog, dim] gradient (inputs and
+    # the loss's items are two lookups), which at a million titles costs more than a sampled head.
+    # "auto": on with the sampled loss, unless sharded (FSDP) or all-reduced by NCCL (no sparse
+    # all-reduce); "on" | "off". See benchmarks/head_cost.py.
+    sparse_grads: str = "auto"
     # Matmul precision of the training step (see training_autocast): "auto" = bf16 autocast on a
     # GPU, fp32 on a CPU; "bf16" = bf16 autocast on any device; "fp32" = never. On a CPU with native
     # bf16 (AVX512-BF16, AMX) the full-softmax head's matmuls run 2-4x faster, but on ml-latest-small
@@ -144,6 +150,8 @@ class TrainConfig:
             raise ConfigError(f"loss {self.loss!r} must be 'full' or 'sampled'")
         if self.fsdp not in ("auto", "on", "off"):
             raise ConfigError(f"fsdp {self.fsdp!r} must be auto, on or off")
+        if self.sparse_grads not in ("auto", "on", "off"):
+            raise ConfigError(f"sparse_grads {self.sparse_grads!r} must be auto, on or off")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ConfigError(f"precision {self.precision!r} must be auto, bf16 or fp32")
         if self.max_seconds < 0:
@@ -281,6 +289,25 @@ def lr_factor(step: int, config: TrainConfig, total_steps: int) -> float:
         return (step + 1) / config.warmup_steps
     progress = min(1.0, (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps))
     return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def use_sparse_grads(config: TrainConfig, sharded: bool, ctx: DistContext) -> bool:
+    """Whether a run's per-title tables get sparse gradients (TrainConfig.sparse_grads)."""
+    if config.sparse_grads == "off":
+        return False
+    blocked = sharded or (ctx.distributed and ctx.device.type == "cuda")
+    if config.sparse_grads == "on" and blocked:
+        raise ConfigError("sparse_grads='on' needs unsharded weights and a gloo all-reduce "
+                          "(set fsdp='off', or sparse_grads='auto' | 'off' on GPUs)")
+    return not blocked and (config.sparse_grads == "on" or config.loss == "sampled")
+
+
+def densify_grads(model: nn.Module) -> None:
+    """Turn sparse gradients dense in place (AdamW and gradient clipping take dense ones): one
+    [catalog, dim] tensor per table however many lookups fed it."""
+    for p in model.parameters():
+        if p.grad is not None and p.grad.is_sparse:
+            p.grad = p.grad.to_dense()
 
 
 def training_autocast(precision: str, device: torch.device) -> torch.autocast:
@@ -432,6 +459,8 @@ class Trainer:
                                    mtp_detach=cfg.mtp_detach, exclude_seen=cfg.exclude_seen)
         self.use_fsdp = self.ctx.distributed and (
             cfg.fsdp == "on" or (cfg.fsdp == "auto" and model.get_num_params() >= FSDP_MIN_PARAMS))
+        self.sparse_grads = use_sparse_grads(cfg, self.use_fsdp, self.ctx)
+        self.model.tower.set_sparse_grads(self.sparse_grads)  # before DDP, which reads it at wrapping
         if self.use_fsdp:
             from torch.distributed.fsdp import fully_shard
 
@@ -587,6 +616,8 @@ class Trainer:
             if not math.isfinite(mean_loss):
                 raise TrainingError(f"{self.data_dir}: training loss became {mean_loss} at step {self.step} "
                                     f"(lr {self.scheduler.get_last_lr()[0]:.3g}); lower lr or check the data")
+            if self.sparse_grads:
+                densify_grads(self.model)
             grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
             self.optimizer.step()
             self.scheduler.step()

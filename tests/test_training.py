@@ -344,3 +344,21 @@ def test_precision_picks_the_step_autocast_and_bf16_training_still_learns(seq_di
     trainer, metrics = run(seq_dir, tmp_path / "bf16", config)
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # bf16 matmuls, fp32 weights
     assert metrics["tasks"]["play"]["mrr"] > 0.3
+
+
+def test_sparse_title_gradients_train_the_same_weights(seq_dir, tmp_path):
+    """sparse_grads only changes how the per-title tables' gradients are carried: "auto" turns it on
+    for the sampled loss (off for the full softmax), and the weights after training match "off"."""
+    config = dataclasses.replace(TINY, max_steps=12, mtp_depth=0, mask_prob=0.0, checkpoint_every=0, dropout=0.0)
+    sparse, _ = run(seq_dir, tmp_path / "sparse", config)
+    dense, _ = run(seq_dir, tmp_path / "dense", dataclasses.replace(config, sparse_grads="off"))
+    assert sparse.sparse_grads and sparse.model.tower.id_embedding.sparse
+    assert not dense.sparse_grads and not dense.model.tower.id_embedding.sparse
+    assert sparse.last_loss == pytest.approx(dense.last_loss, rel=1e-5)
+    got, want = dict(sparse.model.named_parameters()), dict(dense.model.named_parameters())
+    for name in ("tower.id_embedding.weight", "tower.bias.weight", "head.weight"):
+        assert torch.allclose(got[name], want[name], atol=1e-5), name
+    full, _ = run(seq_dir, tmp_path / "full", dataclasses.replace(config, loss="full", max_steps=1))
+    assert not full.sparse_grads
+    with pytest.raises(ConfigError, match="sparse_grads"):
+        TrainConfig(sparse_grads="yes")

@@ -73,6 +73,12 @@ class ItemTower(nn.Module):
         out = self._assemble(ids, None if mask is None else mask[ids], vectors)
         return out * (ids != PAD_INDEX).unsqueeze(-1).to(out.dtype)
 
+    def set_sparse_grads(self, sparse: bool) -> None:
+        """Sparse gradients for the per-title tables (see TrainConfig.sparse_grads); the weights
+        and what they compute are the same either way."""
+        self.id_embedding.sparse = sparse
+        self.bias.sparse = sparse
+
     def centered(self, vectors: torch.Tensor) -> torch.Tensor:
         """[..., D] metadata vectors minus the catalog mean; rows of zeros (no metadata) stay zero."""
         known = (vectors != 0).any(dim=-1, keepdim=True)
