@@ -133,10 +133,11 @@ class TrainConfig:
     exclude_seen: bool = False
     fsdp: str = "auto"  # "auto" (presets >= 100M when distributed) | "on" | "off"
     # Sparse gradients for the per-title tables (ID embedding, bias), made dense once before the
-    # optimizer: each lookup's backward otherwise writes a dense [catalog, dim] gradient (inputs and
-    # the loss's items are two lookups), which at a million titles costs more than a sampled head.
+    # optimizer: each lookup's backward otherwise writes and adds a dense [catalog, dim] gradient
+    # (inputs and the loss's items are two lookups), at a million titles as much as the sampled
+    # head's matmuls (benchmarks/head_cost.py: 1.48x the backbone dense, 1.21-1.24x sparse).
     # "auto": on with the sampled loss, unless sharded (FSDP) or all-reduced by NCCL (no sparse
-    # all-reduce); "on" | "off". See benchmarks/head_cost.py.
+    # all-reduce); "on" | "off".
     sparse_grads: str = "auto"
     # Matmul precision of the training step (see training_autocast): "auto" = bf16 autocast on a
     # GPU, fp32 on a CPU; "bf16" = bf16 autocast on any device; "fp32" = never. On a CPU with native

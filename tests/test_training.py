@@ -362,3 +362,20 @@ def test_sparse_title_gradients_train_the_same_weights(seq_dir, tmp_path):
     assert not full.sparse_grads
     with pytest.raises(ConfigError, match="sparse_grads"):
         TrainConfig(sparse_grads="yes")
+
+
+def test_sparse_grads_stay_off_where_the_all_reduce_cannot_take_them():
+    from genrec.training import DistContext, use_sparse_grads
+
+    cpu, cpu2 = DistContext(0, 0, 1, torch.device("cpu")), DistContext(0, 0, 2, torch.device("cpu"))
+    gpu2 = DistContext(0, 0, 2, torch.device("cuda", 0))
+    sampled = TrainConfig(loss="sampled")
+    assert use_sparse_grads(sampled, False, cpu) and use_sparse_grads(sampled, False, cpu2)
+    assert not use_sparse_grads(TrainConfig(loss="full"), False, cpu)
+    assert use_sparse_grads(TrainConfig(loss="full", sparse_grads="on"), False, cpu)
+    assert not use_sparse_grads(dataclasses.replace(sampled, sparse_grads="off"), False, cpu)
+    assert not use_sparse_grads(sampled, True, cpu2)  # FSDP shards: no sparse gradients
+    assert not use_sparse_grads(sampled, False, gpu2)  # NCCL has no sparse all-reduce
+    for ctx, sharded in ((gpu2, False), (cpu2, True)):
+        with pytest.raises(ConfigError, match="sparse_grads='on'"):
+            use_sparse_grads(dataclasses.replace(sampled, sparse_grads="on"), sharded, ctx)
