@@ -18,8 +18,8 @@ def diagnose_scaling(
     from genrec.scaling import diagnose_scaling as run
     from genrec.steps import log_metrics
 
-    out = tempfile.mkdtemp(prefix="scaling-")
-    result = run([r.path for r in runs], out)
-    shutil.copyfile(os.path.join(out, "scaling.json"), fits.path)
-    shutil.copyfile(os.path.join(out, "scaling.html"), report.path)
+    with tempfile.TemporaryDirectory(prefix="scaling-") as out:  # the reports live on in the artifacts
+        result = run([r.path for r in runs], out)
+        shutil.copyfile(os.path.join(out, "scaling.json"), fits.path)
+        shutil.copyfile(os.path.join(out, "scaling.html"), report.path)
     log_metrics(metrics, result)

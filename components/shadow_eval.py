@@ -29,13 +29,13 @@ def shadow_eval(
 
     config = ShadowConfig(delays=tuple(int(d) for d in delays), min_gain=min_gain, tolerance=tolerance,
                           primary_task=primary_task or None)
-    out = tempfile.mkdtemp(prefix="shadow-")
     baseline = champion_model_dir(registry_uri) if registry_uri else None
-    result = shadow_evaluate(sequences.path, candidate.path, out, config, baseline_dir=baseline,
-                             embeddings_path=embeddings.path)
-    shutil.copyfile(os.path.join(out, "shadow.json"), evaluation.path)
-    shutil.copyfile(os.path.join(out, "shadow.html"), report.path)
-    shutil.copyfile(os.path.join(out, "shadow.md"), report_md.path)
+    with tempfile.TemporaryDirectory(prefix="shadow-") as out:  # the reports live on in the artifacts
+        result = shadow_evaluate(sequences.path, candidate.path, out, config, baseline_dir=baseline,
+                                 embeddings_path=embeddings.path)
+        shutil.copyfile(os.path.join(out, "shadow.json"), evaluation.path)
+        shutil.copyfile(os.path.join(out, "shadow.html"), report.path)
+        shutil.copyfile(os.path.join(out, "shadow.md"), report_md.path)
     log_metrics(metrics, result)
     evaluation.metadata.update({"decision": result["decision"], "baseline": result.get("baseline", "")})
     return result["decision"]

@@ -23,9 +23,12 @@ def tiny_data(tmp_path_factory):
     return root
 
 
-def test_two_runs_promote_then_compare_against_champion(tiny_data):
+def test_two_runs_promote_then_compare_against_champion(tiny_data, tmp_path, monkeypatch):
     from pipelines.local import run_local
 
+    scratch = tmp_path / "tmp"  # the steps' own temporary files (kfp.local runs them as subprocesses)
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
     registry = str(tiny_data / "registry")
     args = {"events_uri": str(tiny_data / "data"), "registry_uri": registry, **FAST}
     first = run_local(args, str(tiny_data / "runs"))
@@ -47,6 +50,8 @@ def test_two_runs_promote_then_compare_against_champion(tiny_data):
     second = run_local(args, str(tiny_data / "runs"))
     if champion is not None:
         assert "popularity" not in second["evaluation"]["baseline"].lower()
+    # the report steps clean up after themselves: their outputs live on only in the artifacts
+    assert not [p.name for p in scratch.iterdir() if p.name.startswith(("shadow-", "scaling-"))]
 
 
 def test_bad_input_is_one_line_error_and_no_champion_change(tmp_path):
