@@ -25,13 +25,14 @@ def shadow_eval(
     import tempfile
 
     from genrec.shadow import ShadowConfig, shadow_evaluate
-    from genrec.steps import champion_model_dir, log_metrics
+    from genrec.steps import champion_model, log_metrics
 
     config = ShadowConfig(delays=tuple(int(d) for d in delays), min_gain=min_gain, tolerance=tolerance,
                           primary_task=primary_task or None)
-    baseline = champion_model_dir(registry_uri) if registry_uri else None
-    with tempfile.TemporaryDirectory(prefix="shadow-") as out:  # the reports live on in the artifacts
-        result = shadow_evaluate(sequences.path, candidate.path, out, config, baseline_dir=baseline,
+    with champion_model(registry_uri) as champion, \
+            tempfile.TemporaryDirectory(prefix="shadow-") as out:  # the reports live on in the artifacts
+        result = shadow_evaluate(sequences.path, candidate.path, out, config,
+                                 baseline_dir=champion.local_dir if champion else None,
                                  embeddings_path=embeddings.path)
         shutil.copyfile(os.path.join(out, "shadow.json"), evaluation.path)
         shutil.copyfile(os.path.join(out, "shadow.html"), report.path)

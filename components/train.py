@@ -16,13 +16,13 @@ def train(
     warm_start: bool = True,
 ):
     """Train a generative recommender; warm-starts from the champion in `registry_uri` when there is one."""
-    from genrec.steps import champion_model_dir, log_metrics
+    from genrec.steps import champion_model, log_metrics
     from genrec.training import TrainConfig, launch_training
 
-    warm_dir = champion_model_dir(registry_uri) if (warm_start and registry_uri) else None
     config = TrainConfig(preset=preset, max_steps=max_steps, mtp_depth=mtp_depth, mask_new_days=cold_start_days)
-    result = launch_training(sequences.path, model.path, config, embeddings_path=embeddings.path,
-                             warm_start_dir=warm_dir, nproc=nproc)
+    with champion_model(registry_uri if warm_start else "") as champion:
+        result = launch_training(sequences.path, model.path, config, embeddings_path=embeddings.path,
+                                 warm_start_dir=champion.local_dir if champion else None, nproc=nproc)
     log_metrics(metrics, result)
     model.metadata.update({"preset": preset, "num_params": result.get("num_params"),
-                           "warm_start": warm_dir or ""})
+                           "warm_start": champion.model_uri if champion else ""})

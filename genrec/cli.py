@@ -136,14 +136,14 @@ def evaluate(sequences_dir, candidate_dir, baseline_dir, registry_uri, embedding
              min_gain, tolerance, primary_task) -> None:
     """Shadow evaluation: replay the held-out window, candidate vs baseline MRR, promote/hold decision."""
     from genrec.shadow import ShadowConfig, shadow_evaluate
-    from genrec.steps import champion_model_dir
+    from genrec.steps import champion_model
 
-    if baseline_dir is None and registry_uri:
-        baseline_dir = champion_model_dir(registry_uri)
     config = ShadowConfig(delays=tuple(int(d) for d in delays.split(",")), min_gain=min_gain,
                           tolerance=tolerance, primary_task=primary_task)
-    result = shadow_evaluate(sequences_dir, candidate_dir, out_dir, config, baseline_dir=baseline_dir,
-                             embeddings_path=embeddings_path)
+    with champion_model(registry_uri if baseline_dir is None else "") as champion:
+        result = shadow_evaluate(sequences_dir, candidate_dir, out_dir, config,
+                                 baseline_dir=champion.local_dir if champion else baseline_dir,
+                                 embeddings_path=embeddings_path)
     click.echo(f"decision: {result['decision']}")
     for reason in result.get("reasons", []):
         click.echo(f"  - {reason}")

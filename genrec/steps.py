@@ -4,10 +4,11 @@ Nothing here imports KFP: `log_metrics` takes any object with a `log_metric(name
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import tempfile
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping, NamedTuple
 
 log = logging.getLogger(__name__)
 
@@ -37,19 +38,28 @@ def embedding_cache_uri(registry_uri: str) -> str:
     return registry_uri.rstrip("/") + "/" + EMBEDDING_CACHE_FILE
 
 
-def champion_model_dir(registry_uri: str) -> str | None:
-    """Local directory of the current champion model, or None on a first run (no champion yet).
-    A champion on gs:// is copied down once into a temporary directory."""
+class Champion(NamedTuple):
+    local_dir: str  # the model folder on this machine, for the length of the `with` block
+    model_uri: str  # where the registry keeps it (what to record)
+
+
+@contextlib.contextmanager
+def champion_model(registry_uri: str) -> Iterator[Champion | None]:
+    """The current champion model for the length of a `with` block, or None on a first run (no
+    champion yet, or no registry). A champion on gs:// is copied down into a temporary directory
+    that the block's end removes: a step that warm-starts from it or replays it leaves no copy."""
     from genrec.registry import Registry
     from genrec.storage import download_dir, is_remote
 
-    pointer = Registry(registry_uri).champion()
+    pointer = Registry(registry_uri).champion() if registry_uri else None
     if not pointer:
-        log.info("no champion in %s: first run", registry_uri)
-        return None
+        log.info("no champion in %s: first run", registry_uri or "(no registry)")
+        yield None
+        return
     model_uri = pointer["model_uri"]
-    if is_remote(model_uri):
-        local = tempfile.mkdtemp(prefix="champion-")
+    if not is_remote(model_uri):
+        yield Champion(model_uri, model_uri)
+        return
+    with tempfile.TemporaryDirectory(prefix="champion-") as local:
         download_dir(model_uri, local)
-        return local
-    return model_uri
+        yield Champion(local, model_uri)

@@ -225,3 +225,24 @@ def test_bad_inputs_raise_genrec_errors(tmp_path):
     bad_eval.write_text("[")
     with pytest.raises(InputError, match="bad.json"):
         promote(uri, str(tmp_path / "empty"), str(bad_eval), "run-1")
+
+
+def test_champion_model_is_on_disk_for_the_block_only(registry_uri, tmp_path):
+    """Steps that warm-start from or replay the champion see it as a local folder; one copied down
+    from gs:// is gone when the block ends, one already on disk is left alone."""
+    import os
+
+    from genrec.steps import champion_model
+
+    with champion_model(registry_uri) as champion:
+        assert champion is None  # first run: nothing to compare with
+    with champion_model("") as champion:
+        assert champion is None  # no registry at all
+    pointer = Registry(registry_uri).promote(make_model_dir(tmp_path / "m1", "small"), "run-1", evaluation(),
+                                             expected=None)
+    with champion_model(registry_uri) as champion:
+        assert champion.model_uri == pointer["model_uri"]
+        with open(os.path.join(champion.local_dir, "model.safetensors"), "rb") as fh:
+            assert fh.read() == b"small" * 100
+    remote = storage.is_remote(pointer["model_uri"])
+    assert os.path.exists(champion.local_dir) is not remote
