@@ -53,7 +53,8 @@ def champion_model(registry_uri: str) -> Iterator[Champion | None]:
 
     pointer = Registry(registry_uri).champion() if registry_uri else None
     if not pointer:
-        log.info("no champion in %s: first run", registry_uri or "(no registry)")
+        if registry_uri:
+            log.info("no champion in %s: first run", registry_uri)
         yield None
         return
     model_uri = pointer["model_uri"]
