@@ -44,7 +44,7 @@ class Champion(NamedTuple):
 
 
 @contextlib.contextmanager
-def champion_model(registry_uri: str) -> Iterator[Champion | None]:
+def champion_model(registry_uri: str | None) -> Iterator[Champion | None]:
     """The current champion model for the length of a `with` block, or None on a first run (no
     champion yet, or no registry). A champion on gs:// is copied down into a temporary directory
     that the block's end removes: a step that warm-starts from it or replays it leaves no copy."""
