@@ -1,7 +1,9 @@
 """Run the retraining DAG on this machine through kfp.local (SubprocessRunner, this Python environment)."""
+import contextlib
 import logging
 import os
-from typing import Any, Dict
+import tempfile
+from typing import Any, Dict, Iterator
 
 from genrec.errors import GenrecError
 
@@ -18,6 +20,23 @@ def _artifacts(run_dir: str) -> Dict[str, Dict[str, str]]:
         if os.path.isdir(task_dir):
             found[task] = {name: os.path.join(task_dir, name) for name in sorted(os.listdir(task_dir))}
     return found
+
+
+@contextlib.contextmanager
+def _step_scratch() -> Iterator[str]:
+    """TMPDIR of the steps (subprocesses) for one run, removed after it. In a container each step's
+    scratch goes with the container; here it would stay in /tmp: kfp.local's `mktemp -d` for each
+    step's code, Beam's beam-temp* and torchrun's torchelastic_* folders (dozens a run)."""
+    previous = os.environ.get("TMPDIR")
+    with tempfile.TemporaryDirectory(prefix="genrec-steps-", dir=previous) as scratch:
+        os.environ["TMPDIR"] = scratch
+        try:
+            yield scratch
+        finally:
+            if previous is None:
+                os.environ.pop("TMPDIR", None)
+            else:
+                os.environ["TMPDIR"] = previous
 
 
 def run_local(arguments: Dict[str, Any], workdir: str) -> Dict[str, Any]:
@@ -43,7 +62,8 @@ def run_local(arguments: Dict[str, Any], workdir: str) -> Dict[str, Any]:
     before = set(os.listdir(root))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root, raise_on_error=True)
     try:
-        retraining_pipeline(**arguments)
+        with _step_scratch():
+            retraining_pipeline(**arguments)
     except RuntimeError as exc:
         raise GenrecError(f"pipeline run failed: {str(exc).splitlines()[0]} (see the step's log above); "
                           "the champion is unchanged") from exc
