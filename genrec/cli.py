@@ -97,12 +97,30 @@ def embed(sequences_dir: str, out_path: str, encoder: str, cache_path: str | Non
               help="New-title masking: a title's first N days train its metadata-only scoring (0: off).")
 @click.option("--nproc", default=1, show_default=True, help="torchrun processes on this machine.")
 @click.option("--warm-start", "warm_start_dir", default=None, help="Model folder to warm-start from.")
+@click.option("--config", "config_json", default=None,
+              help='Any other TrainConfig fields as a JSON object, e.g. \'{"precision": "bf16", "lr": 0.001}\'; '
+                   "its fields win over the flags above.")
 def train(sequences_dir, embeddings_path, out_dir, preset, max_steps, mtp_depth, cold_start_days, nproc,
-          warm_start_dir) -> None:
+          warm_start_dir, config_json) -> None:
     """Train a generative recommender through torchrun (gloo on CPU, nccl on GPU)."""
+    import dataclasses
+
     from genrec.training import TrainConfig, launch_training
 
-    config = TrainConfig(preset=preset, max_steps=max_steps, mtp_depth=mtp_depth, mask_new_days=cold_start_days)
+    fields = dict(preset=preset, max_steps=max_steps, mtp_depth=mtp_depth, mask_new_days=cold_start_days)
+    if config_json:
+        try:
+            extra = json.loads(config_json)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--config") from exc
+        if not isinstance(extra, dict):
+            raise click.BadParameter("must be a JSON object of TrainConfig fields", param_hint="--config")
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        if set(extra) - known:
+            raise click.BadParameter(f"unknown TrainConfig fields {sorted(set(extra) - known)} "
+                                     f"(known: {', '.join(sorted(known))})", param_hint="--config")
+        fields.update(extra)
+    config = TrainConfig(**fields)
     _echo_json(launch_training(sequences_dir, out_dir, config, embeddings_path=embeddings_path,
                                warm_start_dir=warm_start_dir, nproc=nproc))
 
