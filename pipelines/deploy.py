@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import sys
 import warnings
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any, Mapping, Optional, Sequence, Tuple
 import yaml
 
 from genrec.errors import ConfigError, GenrecError, InputError
+from pipelines.cron import kubeflow_cron, vertex_cron
 
 TOKEN_ENV = "GENREC_KFP_TOKEN"  # bearer token for the KFP API (e.g. from `gcloud auth print-identity-token`)
 COOKIES_ENV = "GENREC_KFP_COOKIES"  # session cookie for Kubeflow behind Dex/oauth2-proxy
@@ -55,105 +55,6 @@ class ScheduledRun:
     name: str
     cron: str  # the expression as sent to the backend
     replaced: Tuple[str, ...]
-
-
-# ---------------------------------------------------------------------------------------------- cron
-
-_MACROS = {
-    "@hourly": "0 * * * *",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@weekly": "0 0 * * 0",
-    "@monthly": "0 0 1 * *",
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-}
-_MONTHS = "JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split()
-_DAYS = "SUN MON TUE WED THU FRI SAT".split()
-# (name, lowest, highest, symbolic names) for second, minute, hour, day of month, month, day of week
-_FIELDS = (
-    ("second", 0, 59, ()),
-    ("minute", 0, 59, ()),
-    ("hour", 0, 23, ()),
-    ("day-of-month", 1, 31, ()),
-    ("month", 1, 12, tuple(_MONTHS)),
-    ("day-of-week", 0, 7, tuple(_DAYS)),
-)
-_TZ_PREFIX = re.compile(r"^(CRON_TZ|TZ)=(\S+)\s+")
-
-
-def _check_value(token: str, field: tuple, expr: str) -> None:
-    name, low, high, names = field
-    if token.upper() in names:
-        return
-    if not token.isdigit() or not low <= int(token) <= high:
-        raise ConfigError(f"cron '{expr}': {name} value '{token}' is outside {low}-{high}")
-
-
-def _check_field(text: str, field: tuple, expr: str) -> None:
-    """One cron field: comma-separated `*`, `?`, `a`, `a-b`, each with an optional `/step`."""
-    name = field[0]
-    for part in text.split(","):
-        base, _, step = part.partition("/")
-        if step and (not step.isdigit() or int(step) == 0):
-            raise ConfigError(f"cron '{expr}': {name} step '{step}' must be a positive integer")
-        if base in ("*", "?"):
-            if base == "?" and name not in ("day-of-month", "day-of-week"):
-                raise ConfigError(f"cron '{expr}': '?' is only allowed in day-of-month or day-of-week")
-            continue
-        for bound in base.split("-", 1):
-            if not bound:
-                raise ConfigError(f"cron '{expr}': empty {name} value in '{text}'")
-            _check_value(bound, field, expr)
-
-
-def _split(expr: str) -> Tuple[str, list]:
-    """(time-zone prefix or '', fields) with a macro expanded to its five fields."""
-    text = " ".join(expr.split())
-    if not text:
-        raise ConfigError("cron expression is empty")
-    tz = ""
-    match = _TZ_PREFIX.match(text + " ")
-    if match:
-        tz, text = match.group(0).strip(), text[match.end():].strip()
-    text = _MACROS.get(text.lower(), text)
-    if text.startswith("@"):
-        raise ConfigError(f"cron '{expr}': unknown macro (use one of {', '.join(sorted(_MACROS))})")
-    fields = text.split(" ")
-    if len(fields) not in (5, 6):
-        raise ConfigError(f"cron '{expr}' has {len(fields)} fields; expected 5 (minute first) "
-                          "or 6 (second first)")
-    return tz, fields
-
-
-def kubeflow_cron(expr: str) -> str:
-    """A cron expression as KFP's recurring runs want it: 6 fields, seconds first (`0 0 3 * * 1`).
-    A 5-field expression gets a leading `0` seconds field; macros such as `@weekly` are expanded."""
-    tz, fields = _split(expr)
-    if tz:
-        raise ConfigError(f"cron '{expr}': Kubeflow recurring runs take no time-zone prefix (they run in "
-                          "the cluster's time zone, usually UTC)")
-    if len(fields) == 5:
-        fields = ["0"] + fields
-    for text, field in zip(fields, _FIELDS):
-        _check_field(text, field, expr)
-    return " ".join(fields)
-
-
-def vertex_cron(expr: str) -> str:
-    """A cron expression as Vertex schedules want it: 5 fields, minute first, optional `TZ=Zone`
-    prefix. A 6-field expression is accepted only with a zero seconds field (Vertex has minute
-    resolution); Quartz's `?` becomes `*`."""
-    tz, fields = _split(expr)
-    if len(fields) == 6:
-        if fields[0] not in ("0", "00"):
-            raise ConfigError(f"cron '{expr}': Vertex schedules have minute resolution; the seconds "
-                              "field must be 0")
-        fields = fields[1:]
-    for text, field in zip(fields, _FIELDS[1:]):
-        _check_field(text, field, expr)
-    fields = ["*" if f == "?" else f for f in fields]
-    return " ".join(([tz] if tz else []) + fields)
 
 
 # ------------------------------------------------------------------------------ package and params
@@ -256,10 +157,10 @@ def kubeflow_client(host: Optional[str], namespace: Optional[str] = None):
             warnings.simplefilter("ignore", FutureWarning)  # "only works with KFP v2.0.0-beta.2 and later"
             return kfp.Client(**kwargs)
     except Exception as exc:  # kfp raises TimeoutError/ApiException/urllib3 errors from its health check
-        raise DeployError(f"cannot reach Kubeflow Pipelines at {host}: {_first_line(exc)}") from exc
+        raise DeployError(f"cannot reach Kubeflow Pipelines at {host}: {first_line(exc)}") from exc
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:300]
 
@@ -273,7 +174,7 @@ def _kfp_call(host: str, what: str, call, *args, **kwargs):
         with contextlib.redirect_stdout(sys.stderr):  # kfp prints links; keep the CLI's stdout for results
             return call(*args, **kwargs)
     except ApiException as exc:
-        detail = f"HTTP {exc.status} {exc.reason}" if exc.status else _first_line(exc)
+        detail = f"HTTP {exc.status} {exc.reason}" if exc.status else first_line(exc)
         body = (exc.body or "").strip() if isinstance(exc.body, str) else ""
         if body:
             try:
@@ -283,7 +184,7 @@ def _kfp_call(host: str, what: str, call, *args, **kwargs):
             detail += f": {str(body).splitlines()[0][:200]}"
         raise DeployError(f"Kubeflow Pipelines at {host} refused to {what} ({detail})") from exc
     except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise DeployError(f"cannot reach Kubeflow Pipelines at {host} to {what}: {_first_line(exc)}") from exc
+        raise DeployError(f"cannot reach Kubeflow Pipelines at {host} to {what}: {first_line(exc)}") from exc
 
 
 def _experiment_id(client, host: str, experiment: str, namespace: Optional[str]) -> str:
@@ -390,7 +291,7 @@ def _vertex_call(what: str, call, *args, **kwargs):
         raise DeployError(f"no Google credentials to {what}: run `gcloud auth application-default login` "
                           "or set GOOGLE_APPLICATION_CREDENTIALS") from exc
     except api_exceptions.GoogleAPIError as exc:
-        raise DeployError(f"Vertex AI refused to {what}: {_first_line(exc)}") from exc
+        raise DeployError(f"Vertex AI refused to {what}: {first_line(exc)}") from exc
 
 
 def _vertex_job(package_path, project, location, pipeline_root, display_name, params, enable_caching,
@@ -486,143 +387,3 @@ def parse_params(pairs: Sequence[str]) -> dict:
         except ValueError:
             params[name.strip()] = value
     return params
-
-
-# --------------------------------------------------------------------------- PyTorchJob (training)
-
-PYTORCHJOB_GROUP, PYTORCHJOB_VERSION, PYTORCHJOB_PLURAL = "kubeflow.org", "v1", "pytorchjobs"
-PYTORCH_CONTAINER, PYTORCH_PORT_NAME = "pytorch", "pytorchjob-port"  # names the training operator looks for
-
-
-@dataclass(frozen=True)
-class PyTorchJobSpec:
-    """A multi-node genrec.training run on the Kubeflow training operator (v1 API); the same shape as
-    manifests/training/pytorchjob.yaml. `nodes` counts the Master too."""
-
-    name: str
-    image: str
-    namespace: str = "genrec"
-    nodes: int = 2
-    nproc_per_node: int = 8
-    gpus_per_node: int = 8
-    cpu: str = "32"
-    memory: str = "256Gi"
-    service_account: str = "genrec-pipeline-runner"
-    data_claim: str = "genrec-data"  # ReadWriteMany PVC mounted at /data on every node
-    max_restarts: int = 3
-    port: int = 23456
-    node_selector: Tuple[Tuple[str, str], ...] = ()
-
-    def __post_init__(self):
-        if self.nodes < 1 or self.nproc_per_node < 1 or self.gpus_per_node < 0:
-            raise ConfigError(f"PyTorchJob {self.name}: nodes and nproc_per_node must be >= 1, gpus >= 0")
-        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", self.name):
-            raise ConfigError(f"PyTorchJob name '{self.name}' is not a valid Kubernetes name")
-
-
-def pytorchjob_manifest(spec: PyTorchJobSpec, train_args: Sequence[str]) -> dict:
-    """The PyTorchJob resource running `python -m torch.distributed.run -m genrec.training <train_args>`
-    on `spec.nodes` nodes: 1 Master (hosting the c10d rendezvous) + nodes-1 Workers. The operator
-    supplies torchrun's PET_* settings, so the command holds only the module and its arguments."""
-    resources = {"cpu": spec.cpu, "memory": spec.memory}
-    limits = dict(resources, **({"nvidia.com/gpu": spec.gpus_per_node} if spec.gpus_per_node else {}))
-    container = {
-        "name": PYTORCH_CONTAINER,
-        "image": spec.image,
-        "command": ["python", "-m", "torch.distributed.run"],
-        "args": ["-m", "genrec.training", *train_args],
-        "ports": [{"name": PYTORCH_PORT_NAME, "containerPort": spec.port}],
-        "env": [{"name": "HF_HUB_OFFLINE", "value": "1"}],
-        "resources": {"requests": resources, "limits": limits},
-        "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "dshm", "mountPath": "/dev/shm"}],
-    }
-    pod = {
-        "serviceAccountName": spec.service_account,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "fsGroup": 1000},
-        "containers": [container],
-        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": spec.data_claim}},
-                    {"name": "dshm", "emptyDir": {"medium": "Memory"}}],
-    }
-    if spec.node_selector:
-        pod["nodeSelector"] = dict(spec.node_selector)
-    if spec.gpus_per_node:
-        pod["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-    template = {"metadata": {"annotations": {"sidecar.istio.io/inject": "false"}}, "spec": pod}
-    replicas = {"Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": template}}
-    if spec.nodes > 1:
-        replicas["Worker"] = {"replicas": spec.nodes - 1, "restartPolicy": "OnFailure", "template": template}
-    return {
-        "apiVersion": f"{PYTORCHJOB_GROUP}/{PYTORCHJOB_VERSION}",
-        "kind": "PyTorchJob",
-        "metadata": {"name": spec.name, "namespace": spec.namespace,
-                     "labels": {"app.kubernetes.io/part-of": "genrec"}},
-        "spec": {
-            "nprocPerNode": str(spec.nproc_per_node),
-            "elasticPolicy": {"rdzvBackend": "c10d", "rdzvHost": f"{spec.name}-master-0", "rdzvPort": spec.port,
-                              "minReplicas": spec.nodes, "maxReplicas": spec.nodes,
-                              "maxRestarts": spec.max_restarts},
-            "runPolicy": {"cleanPodPolicy": "None", "backoffLimit": spec.max_restarts},
-            "pytorchReplicaSpecs": replicas,
-        },
-    }
-
-
-def _kube_api_client():
-    """In a pod: the service account; elsewhere: ~/.kube/config (credentials from the environment)."""
-    from kubernetes import client, config
-
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        try:
-            config.load_kube_config()
-        except (config.ConfigException, OSError) as exc:
-            raise DeployError(f"no Kubernetes credentials (not in a pod, no kubeconfig): {_first_line(exc)}") from exc
-    return client.ApiClient()
-
-
-def _job_state(job: dict) -> Tuple[str, str]:
-    """(latest true condition type, its message) from a PyTorchJob's status."""
-    conditions = [c for c in (job.get("status") or {}).get("conditions") or [] if c.get("status") == "True"]
-    if not conditions:
-        return "Pending", ""
-    last = conditions[-1]
-    return str(last.get("type", "")), str(last.get("message", "") or last.get("reason", ""))
-
-
-def run_pytorchjob(manifest: dict, timeout_s: float = 48 * 3600, poll_s: float = 30.0, api_client=None,
-                   clock=None, sleep=None) -> str:
-    """Create the PyTorchJob and wait for Succeeded (returned) or Failed (TrainingError with the
-    operator's message). A timeout deletes the job so no GPU nodes stay held."""
-    import time
-
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
-
-    from genrec.errors import TrainingError
-
-    clock, sleep = clock or time.monotonic, sleep or time.sleep
-    api = client.CustomObjectsApi(api_client or _kube_api_client())
-    name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
-    where = dict(group=PYTORCHJOB_GROUP, version=PYTORCHJOB_VERSION, namespace=namespace, plural=PYTORCHJOB_PLURAL)
-    try:
-        api.create_namespaced_custom_object(body=manifest, **where)
-    except ApiException as exc:
-        if exc.status == 409:
-            raise DeployError(f"PyTorchJob {namespace}/{name} already exists: delete it or use another name") from exc
-        raise DeployError(f"Kubernetes refused PyTorchJob {namespace}/{name}: HTTP {exc.status} {exc.reason}") from exc
-    deadline = clock() + timeout_s
-    while True:
-        try:
-            job = api.get_namespaced_custom_object(name=name, **where)
-        except ApiException as exc:
-            raise DeployError(f"cannot read PyTorchJob {namespace}/{name}: HTTP {exc.status} {exc.reason}") from exc
-        state, message = _job_state(job)
-        if state == "Succeeded":
-            return state
-        if state == "Failed":
-            raise TrainingError(f"PyTorchJob {namespace}/{name} failed: {message or 'no message'}")
-        if clock() >= deadline:
-            api.delete_namespaced_custom_object(name=name, **where)
-            raise TrainingError(f"PyTorchJob {namespace}/{name} still {state} after {timeout_s:.0f} s; deleted it")
-        sleep(poll_s)

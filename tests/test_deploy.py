@@ -17,7 +17,7 @@ import pytest
 from kfp import compiler, dsl
 
 from genrec.errors import ConfigError, InputError
-from pipelines import deploy
+from pipelines import cron, deploy, pytorchjob
 
 # ------------------------------------------------------------------ a tiny pipeline of our own
 
@@ -178,7 +178,7 @@ def _task_caching(pipeline_spec: dict) -> List[bool]:
     ("*/15 * * * *", "0 */15 * * * *"),
 ])
 def test_kubeflow_cron_is_six_fields_seconds_first(given, expected):
-    assert deploy.kubeflow_cron(given) == expected
+    assert cron.kubeflow_cron(given) == expected
 
 
 @pytest.mark.parametrize("given, expected", [
@@ -189,7 +189,7 @@ def test_kubeflow_cron_is_six_fields_seconds_first(given, expected):
     ("@daily", "0 0 * * *"),
 ])
 def test_vertex_cron_is_five_fields_minute_first(given, expected):
-    assert deploy.vertex_cron(given) == expected
+    assert cron.vertex_cron(given) == expected
 
 
 @pytest.mark.parametrize("bad, words", [
@@ -206,13 +206,13 @@ def test_vertex_cron_is_five_fields_minute_first(given, expected):
 ])
 def test_kubeflow_cron_rejects_bad_expressions_in_one_line(bad, words):
     with pytest.raises(ConfigError) as err:
-        deploy.kubeflow_cron(bad)
+        cron.kubeflow_cron(bad)
     assert words in str(err.value) and "\n" not in str(err.value)
 
 
 def test_vertex_cron_refuses_seconds():
     with pytest.raises(ConfigError, match="minute resolution"):
-        deploy.vertex_cron("30 0 3 * * 1")
+        cron.vertex_cron("30 0 3 * * 1")
 
 
 # ------------------------------------------------------------------ package and parameters
@@ -488,7 +488,7 @@ def test_pytorchjob_manifest_has_the_shape_of_the_checked_in_template():
 
     with open(os.path.join(os.path.dirname(__file__), "..", "manifests", "training", "pytorchjob.yaml")) as f:
         template = yaml.safe_load(f)
-    made = deploy.pytorchjob_manifest(deploy.PyTorchJobSpec("genrec-train", "registry.test/trainer:1", nodes=4),
+    made = pytorchjob.pytorchjob_manifest(pytorchjob.PyTorchJobSpec("genrec-train", "registry.test/trainer:1", nodes=4),
                                       ["--data=/data/sequences", "--out=/data/models/candidate", "--config={}"])
     assert (made["apiVersion"], made["kind"]) == (template["apiVersion"], template["kind"])
     assert set(made["spec"]) == set(template["spec"])
@@ -504,12 +504,12 @@ def test_pytorchjob_manifest_has_the_shape_of_the_checked_in_template():
 
 
 def test_a_single_node_job_has_no_workers_and_bad_names_are_refused():
-    made = deploy.pytorchjob_manifest(deploy.PyTorchJobSpec("solo", "img:1", nodes=1, gpus_per_node=0), [])
+    made = pytorchjob.pytorchjob_manifest(pytorchjob.PyTorchJobSpec("solo", "img:1", nodes=1, gpus_per_node=0), [])
     assert set(made["spec"]["pytorchReplicaSpecs"]) == {"Master"}
     container = made["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]
     assert "nvidia.com/gpu" not in container["resources"]["limits"]
     with pytest.raises(ConfigError, match="Kubernetes name"):
-        deploy.PyTorchJobSpec("Genrec_Train", "img:1")
+        pytorchjob.PyTorchJobSpec("Genrec_Train", "img:1")
 
 
 class FakeKubeState:
@@ -547,13 +547,13 @@ def _kube(states, exists=False):
 
 
 def _manifest():
-    return deploy.pytorchjob_manifest(deploy.PyTorchJobSpec("genrec-train", "img:1", nodes=2), ["--out=/data/m"])
+    return pytorchjob.pytorchjob_manifest(pytorchjob.PyTorchJobSpec("genrec-train", "img:1", nodes=2), ["--out=/data/m"])
 
 
 def test_run_pytorchjob_creates_then_waits_for_success():
     server, api = _kube([("Running", ""), ("Running", ""), ("Succeeded", "done")])
     try:
-        assert deploy.run_pytorchjob(_manifest(), api_client=api, sleep=lambda s: None) == "Succeeded"
+        assert pytorchjob.run_pytorchjob(_manifest(), api_client=api, sleep=lambda s: None) == "Succeeded"
     finally:
         server.close()
     assert server.calls() == [f"POST {FakeKubeState.BASE}"] + [f"GET {FakeKubeState.BASE}/genrec-train"] * 3
@@ -566,7 +566,7 @@ def test_a_failed_job_raises_the_operators_message():
     server, api = _kube([("Running", ""), ("Failed", "worker 1 OOMKilled")])
     try:
         with pytest.raises(TrainingError, match="genrec/genrec-train failed: worker 1 OOMKilled"):
-            deploy.run_pytorchjob(_manifest(), api_client=api, sleep=lambda s: None)
+            pytorchjob.run_pytorchjob(_manifest(), api_client=api, sleep=lambda s: None)
     finally:
         server.close()
 
@@ -578,7 +578,7 @@ def test_a_job_past_its_deadline_is_deleted():
     ticks = iter(range(0, 10_000, 100))
     try:
         with pytest.raises(TrainingError, match="still Running after 250 s; deleted it"):
-            deploy.run_pytorchjob(_manifest(), timeout_s=250, api_client=api, sleep=lambda s: None,
+            pytorchjob.run_pytorchjob(_manifest(), timeout_s=250, api_client=api, sleep=lambda s: None,
                                   clock=lambda: float(next(ticks)))
     finally:
         server.close()
@@ -589,6 +589,6 @@ def test_an_existing_job_of_the_same_name_is_a_deploy_error():
     server, api = _kube([("Running", "")], exists=True)
     try:
         with pytest.raises(deploy.DeployError, match="already exists"):
-            deploy.run_pytorchjob(_manifest(), api_client=api, sleep=lambda s: None)
+            pytorchjob.run_pytorchjob(_manifest(), api_client=api, sleep=lambda s: None)
     finally:
         server.close()

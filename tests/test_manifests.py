@@ -14,6 +14,7 @@ import yaml
 
 from genrec.training import TrainConfig
 from pipelines import deploy
+from pipelines.cron import kubeflow_cron
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 MANIFESTS = os.path.join(ROOT, "manifests")
@@ -75,7 +76,7 @@ def test_scheduled_workflow_is_weekly_uncached_and_names_real_parameters(cluster
     assert swf["apiVersion"] == "kubeflow.org/v1beta1"
     spec = swf["spec"]
     cron = spec["trigger"]["cronSchedule"]["cron"]
-    assert deploy.kubeflow_cron(cron) == cron  # already in KFP's 6-field, seconds-first form
+    assert kubeflow_cron(cron) == cron  # already in KFP's 6-field, seconds-first form
     assert spec["maxConcurrency"] == 1 and spec["noCatchup"] is True and spec["enabled"] is True
     assert spec["serviceAccount"] == cluster_tree["ServiceAccount"]["metadata"]["name"]
     declared = {p.name for p in deploy.pipeline_parameters(os.path.join(ROOT, "pipelines", "genrec_retraining.yaml"))}
