@@ -9,6 +9,7 @@ function of seed and step), so a resumed run replays exactly what an uninterrupt
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import glob
 import json
@@ -28,19 +29,20 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from genrec.data import (BucketedBatches, Vocabulary, Windows, batch_indices, build_windows, launch_times,
-                         list_shards, read_split, read_vocabulary, task_names)
+from genrec.checkpoints import CHECKPOINT_DIR, checkpoint_paths, load_latest_checkpoint, write_atomic
+from genrec.data import (BucketedBatches, Vocabulary, batch_indices, build_windows, launch_times, list_shards,
+                         read_split, read_vocabulary, task_names)
+from genrec.distributed import DistContext, all_reduce_sum, init_distributed
 from genrec.errors import ConfigError, GenrecError, InputError, TrainingError
-from genrec.events import (MODEL_CONFIG_FILE, MODEL_METRICS_FILE, MODEL_WEIGHTS_FILE, NUM_RESERVED,
-                           PAD_INDEX, UNK_INDEX, VOCAB_FILE)
-from genrec.metrics import per_user_mean, reciprocal_rank, summarize, target_ranks
+from genrec.events import (MODEL_CONFIG_FILE, MODEL_METRICS_FILE, MODEL_WEIGHTS_FILE, NUM_RESERVED, PAD_INDEX,
+                           VOCAB_FILE)
 from genrec.model import (FullSoftmaxLoss, GenerativeRecommender, Loss, ModelConfig, NewTitles,
                           SampledSoftmaxLoss, build_sampler, preset_config)
 from genrec.model.config import FSDP_MIN_PARAMS
 from genrec.model.losses import Seen
+from genrec.validation import evaluate_windows
 
 PER_USER_FILE = "validation_per_user.parquet"
-CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
 ERROR_MARKER = "GENREC_TRAINING_ERROR:"
 #: steps timed before a wall-clock budget (TrainConfig.max_seconds) fixes the run's step count (the
@@ -175,39 +177,7 @@ class TrainConfig:
         return cls(**{k: v for k, v in json.loads(text).items() if k in known})
 
 
-# --- distributed context ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class DistContext:
-    rank: int
-    local_rank: int
-    world_size: int
-    device: torch.device
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-
-def init_distributed() -> DistContext:
-    """Process group from torchrun's environment (RANK, LOCAL_RANK, WORLD_SIZE); none when absent."""
-    rank, local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    if torch.cuda.is_available():
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-    if world > 1 and not dist.is_initialized():
-        # Small bookkeeping collectives (window counts, loss sums) use CPU tensors: gloo carries
-        # those beside nccl on GPU machines.
-        dist.init_process_group("cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
-    return DistContext(rank, local_rank, world, device)
-
-
+# --- process set-up -------------------------------------------------------------------------------------
 def keep_freed_memory() -> bool:
     """Stop glibc from handing large freed blocks back to the OS. Every CPU step allocates and frees
     [rows, catalog] logits of ~100 MB; by default each is a fresh mmap, so the next step pays a page
@@ -219,13 +189,6 @@ def keep_freed_memory() -> bool:
         return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
     except (OSError, AttributeError):
         return False
-
-
-def all_reduce_sum(value: torch.Tensor, ctx: DistContext) -> torch.Tensor:
-    if ctx.distributed:
-        value = value.clone()
-        dist.all_reduce(value)
-    return value
 
 
 # --- the loss over one batch ----------------------------------------------------------------------------
@@ -381,32 +344,6 @@ def warm_start(model: GenerativeRecommender, old_dir: str, vocab: Vocabulary, ta
     model.load_state_dict(state)
     return {"from": old_dir, "loaded_tensors": loaded, "skipped_tensors": len(skipped),
             "reused_items": int(reused), "new_items": int(len(vocab) - NUM_RESERVED - reused)}
-
-
-# --- checkpoints ----------------------------------------------------------------------------------------
-def checkpoint_paths(out_dir: str) -> list[str]:
-    """Finished checkpoints, oldest first (temp files never match)."""
-    return sorted(glob.glob(os.path.join(out_dir, CHECKPOINT_DIR, "step_*.pt")))
-
-
-def write_atomic(obj: dict, path: str) -> None:
-    """torch.save beside the target, fsync, then rename: a reader sees the old file or the new one."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def load_latest_checkpoint(out_dir: str) -> dict | None:
-    """Newest checkpoint that loads (a corrupt one is skipped), without executing code."""
-    for path in reversed(checkpoint_paths(out_dir)):
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001 - a truncated file is just not a good checkpoint
-            continue
-    return None
 
 
 # --- the trainer ----------------------------------------------------------------------------------------
@@ -604,7 +541,7 @@ class Trainer:
                                     % (cfg.mtp_depth + 1)).float())[None, :, None] * (targets >= NUM_RESERVED)).sum()
                 global_weight = all_reduce_sum(local_weight.detach().float(), ctx)
                 sync = (ctx.distributed and not self.use_fsdp and micro < cfg.grad_accum - 1)
-                ctxmgr = self.step_module.no_sync() if sync else _nullcontext()
+                ctxmgr = self.step_module.no_sync() if sync else contextlib.nullcontext()
                 with ctxmgr, autocast:
                     total, _ = self.step_module(items, types, gaps, targets, mask, generator, target_times)
                     loss = total * ctx.world_size / global_weight.clamp(min=1e-9) / cfg.grad_accum
@@ -747,96 +684,10 @@ class Trainer:
             dist.destroy_process_group()
 
 
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
 def describe_run(config: TrainConfig, loss: Loss) -> str:
     """One line naming what makes this run different (used for run names and model cards)."""
     return (f"genrec-{config.preset} {loss.describe()} mtp={config.mtp_depth} mask={config.mask_prob} "
             f"new_mask={config.mask_new_days:g}d len={config.max_len} steps={config.max_steps}")
-
-
-@torch.no_grad()
-def evaluate_windows(model: GenerativeRecommender, windows: Windows, seen_table: pa.Table | None,
-                     vocab: Vocabulary, tasks: tuple[str, ...], batch_size: int,
-                     device: torch.device) -> tuple[dict, pa.Table]:
-    """Per-task MRR / Recall@10 / NDCG@10 / full-softmax loss of next-event predictions and a per-user
-    table (user_id, task, mrr, loss, n). `seen_table` (the split's sequences) turns on seen filtering."""
-    model.eval()
-    table = model.item_table()
-    catalog = table[NUM_RESERVED:]
-    depth = model.config.mtp_depth + 1
-    seen_by_user = _seen_sets(seen_table, vocab) if seen_table is not None else None
-    ranks, losses, users, task_of = [], [], [], []
-    for start in range(0, len(windows), batch_size):
-        sl = slice(start, start + batch_size)
-        items = torch.from_numpy(windows.items[sl]).to(device)
-        hidden = model(items, torch.from_numpy(windows.types[sl]).to(device),
-                       torch.from_numpy(windows.gaps[sl]).to(device))
-        w, t = np.nonzero(windows.predict[sl])
-        if len(w) == 0:
-            continue
-        task = windows.next_task[sl][w, t]
-        target = windows.targets[sl][w, task * depth, t]
-        q = model.queries(hidden[torch.from_numpy(w), torch.from_numpy(t)], torch.from_numpy(task * depth).to(device))
-        logits = (q @ catalog.T).float()
-        known = target != UNK_INDEX
-        tgt = np.where(known, target - NUM_RESERVED, -1)
-        exclude = None
-        if seen_by_user is not None:
-            exclude = np.zeros(logits.shape, bool)
-            for i, (wi, ti) in enumerate(zip(w, t)):
-                exclude[i, _seen_before(seen_by_user, windows, start + wi, ti)] = True
-        ranks.append(target_ranks(logits.cpu().numpy(), tgt, exclude))
-        ce = torch.nn.functional.cross_entropy(logits, torch.from_numpy(np.maximum(tgt, 0)), reduction="none")
-        losses.append(np.where(known, ce.cpu().numpy(), np.nan))
-        users.append(windows.users[sl][w])
-        task_of.append(task)
-    model.train()
-    if not ranks:
-        raise TrainingError("validation split has no target events to score")
-    ranks, losses = np.concatenate(ranks), np.concatenate(losses)
-    users, task_of = np.concatenate(users), np.concatenate(task_of)
-    metrics, rows = {}, {"user_id": [], "task": [], "mrr": [], "loss": [], "n": []}
-    for i, name in enumerate(tasks):
-        sel = task_of == i
-        if not sel.any():
-            continue
-        m = summarize(ranks[sel], k=10)
-        m["loss"] = float(np.nanmean(losses[sel])) if np.isfinite(losses[sel]).any() else float("nan")
-        metrics[name] = m
-        uniq, mrr_u = per_user_mean(reciprocal_rank(ranks[sel]), users[sel])
-        loss_vals = np.nan_to_num(losses[sel], nan=0.0)
-        _, loss_u = per_user_mean(loss_vals, users[sel])
-        _, n_u = np.unique(users[sel], return_counts=True)
-        rows["user_id"] += [str(u) for u in uniq]
-        rows["task"] += [name] * len(uniq)
-        rows["mrr"] += mrr_u.tolist()
-        rows["loss"] += loss_u.tolist()
-        rows["n"] += n_u.tolist()
-    per_user = pa.table({"user_id": pa.array(rows["user_id"], pa.string()), "task": pa.array(rows["task"], pa.string()),
-                         "mrr": pa.array(rows["mrr"], pa.float64()), "loss": pa.array(rows["loss"], pa.float64()),
-                         "n": pa.array(rows["n"], pa.int64())})
-    return metrics, per_user
-
-
-def _seen_sets(table: pa.Table, vocab: Vocabulary) -> dict[str, np.ndarray]:
-    """user -> [n] item indices of the whole sequence (for seen filtering)."""
-    out = {}
-    for user, items in zip(table["user_id"].to_pylist(), table["items"].to_pylist()):
-        out[user] = vocab.lookup(items)
-    return out
-
-
-def _seen_before(seen: dict, windows: Windows, w: int, t: int) -> np.ndarray:
-    """Catalog positions of the titles the user had up to and including window position t."""
-    idx = seen[windows.users[w]][: windows.starts[w] + t + 1]
-    return idx[idx >= NUM_RESERVED] - NUM_RESERVED
 
 
 # --- entry points ---------------------------------------------------------------------------------------

@@ -14,12 +14,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from genrec.checkpoints import checkpoint_paths, load_latest_checkpoint, write_atomic
 from genrec.data import read_vocabulary
 from genrec.errors import ConfigError, TrainingError
 from genrec.events import NEVER, NUM_RESERVED
 from genrec.recommender import History
-from genrec.training import (TrainConfig, Trainer, checkpoint_paths, load_latest_checkpoint, load_recommender,
-                             write_atomic)
+from genrec.training import TrainConfig, Trainer, load_recommender
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "testdata", "model"))
 from seqfixtures import write_sequences  # noqa: E402
@@ -365,7 +365,8 @@ def test_sparse_title_gradients_train_the_same_weights(seq_dir, tmp_path):
 
 
 def test_sparse_grads_stay_off_where_the_all_reduce_cannot_take_them():
-    from genrec.training import DistContext, use_sparse_grads
+    from genrec.distributed import DistContext
+    from genrec.training import use_sparse_grads
 
     cpu, cpu2 = DistContext(0, 0, 1, torch.device("cpu")), DistContext(0, 0, 2, torch.device("cpu"))
     gpu2 = DistContext(0, 0, 2, torch.device("cuda", 0))

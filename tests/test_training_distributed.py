@@ -12,7 +12,8 @@ import time
 import pytest
 import torch
 
-from genrec.training import TrainConfig, checkpoint_paths, launch_training
+from genrec.checkpoints import checkpoint_paths
+from genrec.training import TrainConfig, launch_training
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "testdata", "model"))
 from seqfixtures import write_sequences  # noqa: E402
