@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, fields, replace
 
@@ -704,7 +705,11 @@ def launch_training(data_dir: str, out_dir: str, config: TrainConfig, embeddings
         cmd += ["--warm-start", warm_start_dir]
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(config.num_threads or max(1, (os.cpu_count() or 1) // nproc)))
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # torchrun leaves a torchelastic_* log folder in the temp dir of every launch: keep it, and the
+    # workers' own temporary files, in a folder that goes with the run.
+    with tempfile.TemporaryDirectory(prefix="genrec-torchrun-") as scratch:
+        proc = subprocess.run(cmd, env={**env, "TMPDIR": scratch}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
     if proc.returncode != 0:
         message = next((line.split(ERROR_MARKER, 1)[1].strip() for line in proc.stderr.splitlines()
                         if ERROR_MARKER in line), None)

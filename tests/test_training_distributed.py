@@ -40,14 +40,18 @@ def test_two_processes_match_one_with_the_same_global_batch_ddp_and_fsdp(tmp_pat
         assert sharded["tasks"][task]["loss"] == pytest.approx(one["tasks"][task]["loss"], rel=1e-5)
 
 
-def test_two_processes_train_on_length_bucketed_batches_of_unequal_shares(tmp_path):
+def test_two_processes_train_on_length_bucketed_batches_of_unequal_shares(tmp_path, monkeypatch):
     # 23 users in 2 shards: the ranks hold 12 and 11 users (24 and 22 windows of 16 and 4 events)
     # and agree on the batches per epoch before bucketing; a disagreement would hang or fail here.
     data = write_sequences(str(tmp_path / "seq"), users=23, shards=2, length=20)
     cfg = TrainConfig(preset="50K", max_steps=20, batch_size=8, max_len=16, loss="full", bucket_pool=2,
                       checkpoint_every=0, warmup_steps=2, num_threads=1)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
     metrics = launch_training(data, str(tmp_path / "model"), cfg, nproc=2)
     assert metrics["steps"] == 20 and metrics["final_train_loss"] < 1e3
+    assert not list(scratch.iterdir())  # torchrun's torchelastic_* folder went with the run
 
 
 def test_two_processes_all_reduce_sparse_title_gradients(tmp_path):
