@@ -154,11 +154,15 @@ def sasrec_row(events: pa.Table, epochs: int) -> dict:
                                             "timestamp": Columns.Datetime})
     df["order"] = np.arange(len(df))
     df = df.sort_values([Columns.User, Columns.Datetime, "order"], kind="stable")
+    # Position in (timestamp, input order) order, as time: RecTools then orders each sequence as
+    # genrec does, ties included. (The input order alone is not time: ratings.csv lists each user's
+    # films by movieId, and a peer trained on that order scored NDCG@10 0.0233 at 150 epochs.)
+    df["when"] = np.arange(len(df))
     last = df.groupby(Columns.User).tail(1)
     train = df.drop(last.index)
     train = train[train[Columns.User].isin(train[Columns.User].value_counts().index)]
     train[Columns.Weight] = 1.0
-    train[Columns.Datetime] = pd.to_datetime(train["order"], unit="s")  # order as time: ties kept
+    train[Columns.Datetime] = pd.to_datetime(train["when"], unit="s")
     started = time.perf_counter()
     model = SASRecModel(n_factors=64, n_blocks=2, n_heads=2, session_max_len=200, loss="softmax",
                         epochs=epochs, verbose=0, deterministic=True)
