@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from genrec.errors import ConfigError
-from genrec.events import NUM_RESERVED
+from genrec.events import NUM_RESERVED, UNK_INDEX
 from genrec.model import (PRESETS, FullSoftmaxLoss, GenerativeRecommender, InBatchSampler, MixedSampler, NewTitles,
                           ModelConfig, PopularitySampler, SampledSoftmaxLoss, UniformSampler, backbone_params,
                           build_sampler, preset_config, preset_value, top_k)
@@ -134,6 +134,10 @@ def test_masking_leaves_metadata_alone_to_represent_a_title():
     assert torch.allclose(rep[0, :-1], model.tower.mlp(vec[0])) and rep[0, -1] == -0.5
     assert torch.allclose(rep[1, :-1], model.tower.id_embedding.weight[7] + model.tower.mlp(vec[1]))
     assert torch.allclose(rep[1, -1], model.tower.bias.weight[7, 0])
+    # UNK in a history (a title outside the vocabulary) reads as an unknown title does, not as its
+    # own row, which no training step ever updates
+    unk = model.tower(torch.tensor([UNK_INDEX]))
+    assert torch.allclose(unk, model.tower.represent(torch.tensor([-1]), model.tower.semantic[UNK_INDEX:UNK_INDEX + 1]))
 
 
 def test_full_softmax_is_cross_entropy_over_real_items():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from genrec.events import PAD_INDEX
+from genrec.events import PAD_INDEX, UNK_INDEX
 from genrec.model.config import ModelConfig
 
 
@@ -70,7 +70,12 @@ class ItemTower(nn.Module):
 
     def _rows(self, ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         vectors = self.semantic[ids] if self.mlp is not None else None
-        out = self._assemble(ids, None if mask is None else mask[ids], vectors)
+        # UNK (a title outside the vocabulary, in a history) reads as an unknown title, i.e. the OOV
+        # part, as `represent` scores one: its own row is never trained (every train title has one).
+        replaced = ids == UNK_INDEX
+        if mask is not None:
+            replaced = replaced | mask[ids]
+        out = self._assemble(ids, replaced, vectors)
         return out * (ids != PAD_INDEX).unsqueeze(-1).to(out.dtype)
 
     def set_sparse_grads(self, sparse: bool) -> None:

@@ -14,7 +14,7 @@ import torch
 
 from genrec.data import Vocabulary, gap_buckets, read_vocabulary
 from genrec.errors import ConfigError, InputError
-from genrec.events import MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE, VOCAB_FILE
+from genrec.events import MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE, UNK_INDEX, VOCAB_FILE
 from genrec.model.config import ModelConfig
 from genrec.model.retrieval import top_k
 from genrec.model.transformer import GenerativeRecommender
@@ -73,16 +73,45 @@ class TransformerRecommender(Recommender):
         gaps = np.zeros((B, L), np.int64)
         last = np.zeros(B, np.int64)
         task_index = {t: i + 1 for i, t in enumerate(self.tasks)}
+        outside: list[tuple[int, int, str]] = []  # (row, position, id) of titles the vocabulary lacks
         for b, h in enumerate(histories):
             n = min(len(h.items), L)
             if n == 0:
                 continue
-            items[b, :n] = self.vocab.lookup(list(h.items[-n:]))
+            ids = [str(i) for i in h.items[-n:]]
+            items[b, :n] = self.vocab.lookup(ids)
+            outside += [(b, t, ids[t]) for t in np.flatnonzero(items[b, :n] == UNK_INDEX)]
             types[b, :n] = [task_index.get(t, 0) for t in h.event_types[-n:]]
             gaps[b, :n] = gap_buckets(np.asarray(h.timestamps[-(n + 1):], np.int64), cfg.time_buckets)[-n:]
             last[b] = n - 1
-        hidden = self.model(torch.from_numpy(items), torch.from_numpy(types), torch.from_numpy(gaps))
+        items_t = torch.from_numpy(items)
+        vectors = None
+        if outside and self.model.tower.mlp is not None:
+            # A title launched after training is read from its metadata, as it is scored.
+            vectors = self.model.item_vectors(items_t)[..., :-1].clone()
+            rows, cols, ids = zip(*outside)
+            vectors[list(rows), list(cols)] = self._outside_vectors(list(ids))
+        hidden = self.model(items_t, torch.from_numpy(types), torch.from_numpy(gaps), vectors=vectors)
         return hidden[torch.arange(B), torch.from_numpy(last)]
+
+    @torch.no_grad()
+    def _outside_vectors(self, ids: list[str]) -> torch.Tensor:
+        """[N, item_dim] input vectors of titles outside the vocabulary: their catalog row when
+        set_catalog gave them one, else their metadata from the embeddings file (zeros: none)."""
+        cfg = self.model.config
+        out = torch.empty(len(ids), cfg.item_dim)
+        in_catalog = self._catalog is not None
+        rows = [self._catalog_row.get(i, -1) if in_catalog else -1 for i in ids]
+        have = [j for j, r in enumerate(rows) if r >= 0]
+        if have:
+            out[have] = self._catalog[[rows[j] for j in have], :-1]
+        rest = [j for j, r in enumerate(rows) if r < 0]
+        if rest:
+            zero = np.zeros(cfg.semantic_dim, np.float32)
+            meta = torch.from_numpy(np.stack([self._semantic.get(ids[j], zero) for j in rest]))
+            unknown = torch.full((len(rest),), -1, dtype=torch.long)
+            out[rest] = self.model.finish_items(self.model.tower.represent(unknown, meta))[:, :-1]
+        return out
 
     @torch.no_grad()
     def encode(self, histories: Sequence[History], task: str, delay: int = 0) -> torch.Tensor:

@@ -132,14 +132,18 @@ class GenerativeRecommender(nn.Module):
         return self.item_vectors(torch.arange(self.config.num_items, device=self.wpe.weight.device), mask)
 
     def forward(self, items: torch.Tensor, types: torch.Tensor, gaps: torch.Tensor,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+                mask: torch.Tensor | None = None, vectors: torch.Tensor | None = None) -> torch.Tensor:
         """items, types, gaps [B, T] long (padding at the end) -> hidden [B, T, n_embd] float.
-        `mask` [V] bool: titles whose ID part is masked (training only)."""
+        `mask` [V] bool: titles whose ID part is masked (training only). `vectors` [B, T, item_dim]:
+        the input item vectors (item_vectors without the bias) to read instead of the items' own, for
+        titles the vocabulary lacks (serving fills them in from metadata)."""
         B, T = items.shape
         if T > self.config.max_len:
             raise ValueError(f"sequence length {T} exceeds max_len {self.config.max_len}")
         pos = torch.arange(T, device=items.device)
-        x = self.item_in(self.item_vectors(items, mask)[..., :-1]) + self.wpe(pos)[None] + self.wtype(types) + self.wgap(gaps)
+        if vectors is None:
+            vectors = self.item_vectors(items, mask)[..., :-1]
+        x = self.item_in(vectors) + self.wpe(pos)[None] + self.wtype(types) + self.wgap(gaps)
         x = x * (items != PAD_INDEX).unsqueeze(-1)
         x = self.drop(x)
         for block in self.blocks:
