@@ -27,7 +27,8 @@ def test_score_heads_equals_scoring_each_history_alone(tmp_path):
 def test_a_title_outside_the_vocabulary_is_read_from_its_metadata(tmp_path):
     """A history title the model has no row for (launched after training) is read through the
     semantic tower, as it is scored: with a known title's metadata and no ID part, it reads exactly
-    as that title; a title with no metadata at all reads as the OOV part, not as the UNK row."""
+    as that title; one with no metadata reads otherwise (as the OOV part: test_model checks that UNK
+    reads as one)."""
     import dataclasses
     import json
     import os

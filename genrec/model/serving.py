@@ -1,7 +1,8 @@
 """A trained model folder as a `Recommender`: what shadow evaluation and serving call.
 
 The model folder carries its own vocabulary, so a later run with a different catalog still scores
-with it: titles the model knows use their ID embedding (+ metadata), others metadata + OOV vector.
+with it: titles the model knows use their ID embedding (+ metadata), others metadata + OOV vector,
+in the catalog it scores and in the histories it reads alike.
 """
 from __future__ import annotations
 
