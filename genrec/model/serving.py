@@ -46,9 +46,9 @@ class TransformerRecommender(Recommender):
             stored = tower.semantic[positions.clamp(min=0)] * (positions >= 0).unsqueeze(-1)
             vec = stored.clone()
             if self._semantic:
-                extra = np.stack([self._semantic.get(i, np.zeros(dim, np.float32)) for i in ids])
-                have = torch.from_numpy(np.abs(extra).sum(1) > 0)
-                vec[have] = torch.from_numpy(extra)[have]
+                extra = self._file_metadata(ids)
+                have = extra.abs().sum(1) > 0
+                vec[have] = extra[have]
             if vectors is not None:
                 given = torch.as_tensor(np.asarray(vectors, np.float32))
                 if given.shape != (len(ids), dim):
@@ -108,11 +108,15 @@ class TransformerRecommender(Recommender):
             out[have] = self._catalog[[rows[j] for j in have], :-1]
         rest = [j for j, r in enumerate(rows) if r < 0]
         if rest:
-            zero = np.zeros(cfg.semantic_dim, np.float32)
-            meta = torch.from_numpy(np.stack([self._semantic.get(ids[j], zero) for j in rest]))
             unknown = torch.full((len(rest),), -1, dtype=torch.long)
+            meta = self._file_metadata([ids[j] for j in rest])
             out[rest] = self.model.finish_items(self.model.tower.represent(unknown, meta))[:, :-1]
         return out
+
+    def _file_metadata(self, ids: list[str]) -> torch.Tensor:
+        """[N, semantic_dim] metadata vectors from the embeddings file given at load time (zeros: none)."""
+        zero = np.zeros(self.model.config.semantic_dim, np.float32)
+        return torch.from_numpy(np.stack([self._semantic.get(i, zero) for i in ids]).astype(np.float32, copy=False))
 
     @torch.no_grad()
     def encode(self, histories: Sequence[History], task: str, delay: int = 0) -> torch.Tensor:
