@@ -5,6 +5,11 @@ before it; the target for task t is the next event of type t at or after i. Cach
 computed at request i-d is still being served at request i, so with delay d the target of request i is
 scored from the history at request i-d (events[:i-d]) and the model is told `delay=d` (an MTP model
 uses its aligned head). Requests whose delayed history is shorter than `min_history` are skipped.
+The catalog is the one of the moment the recommendations were computed (the event after the
+history): a title whose launch date (titles.parquet) is later is ranked by neither recommender, and
+a target launched after it is a miss. Otherwise a title launched in the window's last days would
+compete in every earlier request, which rewards models that rank new titles low and punishes ones
+that know new titles are in demand once they launch.
 
 Metrics per task x delay x slice (all titles, cold-start titles, user-activity buckets by history
 length at the request): MRR, Recall@K, NDCG@K for candidate and baseline on the same requests,
@@ -37,7 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from genrec.errors import ConfigError, InputError
-from genrec.events import EXTRACT_METRICS_FILE, ITEM_ID, VOCAB_FILE
+from genrec.events import EXTRACT_METRICS_FILE, ITEM_ID, TITLES_FILE, VOCAB_FILE
 from genrec.metrics import ndcg_at_k, paired_bootstrap_columns, recall_at_k, reciprocal_rank
 from genrec.recommender import History, Recommender
 
@@ -197,6 +202,26 @@ def fast_target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return np.where(valid, at_least, 0).astype(np.int64)
 
 
+def available_ranks(scores: np.ndarray, targets: np.ndarray, launch: np.ndarray | None,
+                    times: np.ndarray) -> np.ndarray:
+    """fast_target_ranks among the titles launched by each row's time: `launch` [C] int64 epoch
+    seconds (None: every title is available), `times` [B] int64. A target launched later is a miss
+    (rank 0). Only titles launching after the batch's earliest time are looked at again."""
+    ranks = fast_target_ranks(scores, targets)
+    if launch is None or len(times) == 0:
+        return ranks
+    late_cols = np.flatnonzero(launch > times.min())
+    if len(late_cols) == 0:
+        return ranks
+    targets = np.asarray(targets, dtype=np.int64)
+    safe = np.maximum(targets, 0)
+    target_scores = np.asarray(scores[np.arange(len(safe)), safe], dtype=np.float32)[:, None]
+    late = launch[late_cols][None, :] > times[:, None]  # [B, L] not yet launched at the row's time
+    ahead = (np.asarray(scores[:, late_cols], dtype=np.float32) >= target_scores) & late
+    ranks = ranks - ahead.sum(axis=1)
+    return np.where((targets >= 0) & (launch[safe] <= times), ranks, 0).astype(np.int64)
+
+
 class ScoringError(Exception):
     """A recommender failed or returned unusable scores (hold, with this message as the reason)."""
 
@@ -284,8 +309,10 @@ def checked_scores(recommender: Recommender, histories: Sequence[History], heads
 
 
 def replay_ranks(recommenders: dict[str, Recommender], window: Window, requests: dict[Head, Requests],
-                 config: ShadowConfig, catalog_size: int) -> dict[str, dict[Head, np.ndarray]]:
-    """{role: {(task, delay): [N] int64 1-based target ranks (0: target not in catalog)}}.
+                 config: ShadowConfig, catalog_size: int,
+                 launch: np.ndarray | None = None) -> dict[str, dict[Head, np.ndarray]]:
+    """{role: {(task, delay): [N] int64 1-based target ranks (0: target not in catalog or not yet
+    launched)}}, ranked among the titles launched by each history's request time (`launch` [C]).
 
     Each distinct history is built once and passed once to each recommender's `score_heads` with
     every head that uses it, batch_size histories at a time (memory: batch_size x C floats per head).
@@ -297,10 +324,11 @@ def replay_ranks(recommenders: dict[str, Recommender], window: Window, requests:
             batch = members[start:start + config.batch_size]
             histories = [window.history(int(plan.user[h]), int(plan.prefix[h]), config.max_history) for h in batch]
             rows = [np.searchsorted(plan.served[head], batch) for head in heads]  # request of each history
+            times = np.array([h.request_time for h in histories], dtype=np.int64)
             for role, recommender in recommenders.items():
                 outputs = checked_scores(recommender, histories, heads, catalog_size, role)
                 for head, scores, index in zip(heads, outputs, rows):
-                    ranks[role][head][index] = fast_target_ranks(scores, requests[head].target[index])
+                    ranks[role][head][index] = available_ranks(scores, requests[head].target[index], launch, times)
     return ranks
 
 
@@ -409,6 +437,24 @@ def read_catalog(sequences_dir: str) -> tuple[list[str], np.ndarray]:
     return table[ITEM_ID].to_pylist(), table["cold_start"].to_numpy(zero_copy_only=False).astype(bool)
 
 
+def read_launch(sequences_dir: str, item_ids: Sequence[str]) -> np.ndarray | None:
+    """[C] int64 launch epoch seconds of the catalog's titles from titles.parquet (a title without
+    one: always available), or None when the folder has no titles with launch dates."""
+    path = os.path.join(sequences_dir, TITLES_FILE)
+    if not os.path.exists(path):
+        return None
+    try:
+        table = pq.read_table(path, columns=[ITEM_ID, "launch_date"])
+    except (OSError, pa.ArrowInvalid, KeyError) as err:
+        raise InputError(f"{path}: cannot read launch dates ({err})") from None
+    known = table.filter(pc.is_valid(table["launch_date"]))
+    if len(known) == 0:
+        return None
+    launch = dict(zip(known[ITEM_ID].to_pylist(), known["launch_date"].to_pylist()))
+    never = np.iinfo(np.int64).min
+    return np.fromiter((launch.get(i, never) for i in item_ids), dtype=np.int64, count=len(item_ids))
+
+
 def catalog_vectors(embeddings_path: str | None, item_ids: Sequence[str]) -> np.ndarray | None:
     """[C, D] float32 metadata vectors aligned with the catalog (zeros where a title has none)."""
     if not embeddings_path:
@@ -515,7 +561,9 @@ def _evaluate(sequences_dir: str, candidate: Recommender, baseline: Recommender,
         raise ScoringError(f"set_catalog failed: {type(err).__name__}: {err}") from None
     catalog_index = {item: i for i, item in enumerate(item_ids)}
     requests = build_requests(window, catalog_index, cold_start, tasks, config.delays, config.min_history)
-    ranks = replay_ranks({"candidate": candidate, "baseline": baseline}, window, requests, config, len(item_ids))
+    launch = read_launch(sequences_dir, item_ids)
+    ranks = replay_ranks({"candidate": candidate, "baseline": baseline}, window, requests, config, len(item_ids),
+                         launch)
     rows: list[dict[str, Any]] = []
     n_requests = 0
     users: set[int] = set()
@@ -544,6 +592,7 @@ def _evaluate(sequences_dir: str, candidate: Recommender, baseline: Recommender,
                                                         "baseline_mrr": row["baseline"], "diff": row["diff"]}
     return {"decision": decision, "reasons": reasons, "primary": primary, "tasks": tasks, "rows": rows,
             "summary": summary, "n_users": len(users), "n_requests": n_requests, "catalog_size": len(item_ids),
+            "catalog_launch_dates": 0 if launch is None else int((launch > np.iinfo(np.int64).min).sum()),
             "data_window": data_window(sequences_dir, window)}
 
 

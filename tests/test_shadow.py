@@ -138,6 +138,53 @@ def test_hand_computed_metrics_and_slices(tmp_path):
     assert result["n_requests"] == 5 and result["catalog_size"] == 4
 
 
+def test_titles_not_launched_when_recommendations_are_computed_are_not_ranked(tmp_path):
+    """The catalog is the one of the moment after the history: d (launching at 35) is not ranked
+    for requests computed at 20 or 30, and as the target of the request computed at 30 it is a miss."""
+    from genrec.events import TITLE_SCHEMA
+
+    root, _ = _hand_window(tmp_path)
+    pq.write_table(pa.Table.from_pylist([{"item_id": i, "launch_date": launch} for i, launch in
+                                         (("a", 0), ("b", None), ("c", 5), ("d", 35))], schema=TITLE_SCHEMA),
+                   os.path.join(root, "titles.parquet"))
+    cand = StaticRecommender({"a": 0.1, "b": 0.4, "c": 0.3, "d": 0.5})
+    base = StaticRecommender({})  # all ties: ranked last among the titles launched by then
+    result = shadow_evaluate_recommenders(root, cand, base, config=ShadowConfig(delays=(0,), n_resamples=50))
+    rows = {(r["task"], r["slice"], r["metric"]): r for r in result["rows"]}
+    # play requests computed at 20 (target b), 30 (target d, not launched), 40 (target d)
+    assert rows[("play", "all", "mrr")]["candidate"] == pytest.approx((1 + 0 + 1) / 3)
+    assert rows[("play", "all", "mrr")]["baseline"] == pytest.approx((1 / 3 + 0 + 1 / 4) / 3)
+    assert rows[("add", "all", "mrr")]["candidate"] == pytest.approx(0.5)  # c behind b only, twice
+    assert result["catalog_launch_dates"] == 3
+    os.remove(os.path.join(root, "titles.parquet"))  # no launch dates: every title competes everywhere
+    result = shadow_evaluate_recommenders(root, cand, base, config=ShadowConfig(delays=(0,), n_resamples=50))
+    rows = {(r["task"], r["slice"], r["metric"]): r for r in result["rows"]}
+    assert rows[("play", "all", "mrr")]["candidate"] == pytest.approx((1 / 2 + 1 + 1) / 3)
+    assert result["catalog_launch_dates"] == 0
+
+
+def test_available_ranks_equal_reference_ranks_over_launched_titles():
+    from genrec.metrics import target_ranks
+    from genrec.shadow import available_ranks
+
+    rng = np.random.default_rng(1)
+    scores = rng.integers(0, 5, size=(64, 50)).astype(np.float32)  # many ties
+    targets = rng.integers(-1, 50, size=64)
+    launch = rng.integers(0, 100, size=50)
+    times = rng.integers(0, 100, size=64)
+    expected = []
+    for row, target, time in zip(scores, targets, times):
+        live = launch <= time
+        if target < 0 or not live[target]:
+            expected.append(0)
+            continue
+        expected.append(int(target_ranks(row[live][None], np.array([np.flatnonzero(live).tolist().index(target)]))[0]))
+    assert available_ranks(scores, targets, launch, times).tolist() == expected
+    shared = np.broadcast_to(scores[0], (64, 50))  # stride-0 rows (popularity)
+    expected_shared = available_ranks(np.array(shared), targets, launch, times).tolist()
+    assert available_ranks(shared, targets, launch, times).tolist() == expected_shared
+
+
 def test_delay_is_passed_to_the_recommender(tmp_path):
     root = chain_data(tmp_path, users=10)
     cand = ChainRecommender(30)
