@@ -667,12 +667,18 @@ def _grouped(rows: Sequence[dict]) -> dict[tuple[str, int], list[dict]]:
     return out
 
 
+def _catalog_line(result: dict[str, Any]) -> str:
+    dated = result.get("catalog_launch_dates")
+    ranked = f" ({dated} ranked only once launched)" if dated else ""
+    return f"catalog: {result.get('catalog_size', '-')} titles{ranked}"
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     lines = ["# Shadow evaluation", "", f"**Decision: {result['decision']}**", ""]
     lines += [f"- {r}" for r in result.get("reasons", [])]
     lines += ["", f"Candidate: {result.get('candidate', '-')}  ", f"Baseline: {result.get('baseline', '-')}  ",
               f"Users: {result.get('n_users', 0)}, requests: {result.get('n_requests', 0)}, "
-              f"catalog: {result.get('catalog_size', '-')} titles", ""]
+              f"{_catalog_line(result)}", ""]
     for (task, delay), rows in _grouped(result.get("rows", [])).items():
         lines += [f"## {task}, delay {delay}", "",
                   "| slice | metric | candidate | baseline | diff | CI | relative | users | requests |",
@@ -697,7 +703,7 @@ def render_html(result: dict[str, Any]) -> str:
     parts += [f"<li>{e(r)}</li>" for r in result.get("reasons", [])]
     parts.append(f"</ul><p>Candidate: {e(str(result.get('candidate', '-')))}<br>"
                  f"Baseline: {e(str(result.get('baseline', '-')))}<br>Users: {result.get('n_users', 0)}, "
-                 f"requests: {result.get('n_requests', 0)}, catalog: {result.get('catalog_size', '-')} titles</p>")
+                 f"requests: {result.get('n_requests', 0)}, {e(_catalog_line(result))}</p>")
     for (task, delay), rows in _grouped(result.get("rows", [])).items():
         parts.append(f"<h3>{e(task)}, delay {delay}</h3><table><tr><th>slice</th><th>metric</th><th>candidate</th>"
                      "<th>baseline</th><th>diff</th><th>CI</th><th>relative</th><th>users</th><th>requests</th></tr>")

@@ -156,6 +156,9 @@ def test_titles_not_launched_when_recommendations_are_computed_are_not_ranked(tm
     assert rows[("play", "all", "mrr")]["baseline"] == pytest.approx((1 / 3 + 0 + 1 / 4) / 3)
     assert rows[("add", "all", "mrr")]["candidate"] == pytest.approx(0.5)  # c behind b only, twice
     assert result["catalog_launch_dates"] == 3
+    from genrec.shadow import render_html, render_markdown
+    assert "catalog: 4 titles (3 ranked only once launched)" in render_markdown(result)
+    assert "catalog: 4 titles (3 ranked only once launched)" in render_html(result)
     os.remove(os.path.join(root, "titles.parquet"))  # no launch dates: every title competes everywhere
     result = shadow_evaluate_recommenders(root, cand, base, config=ShadowConfig(delays=(0,), n_resamples=50))
     rows = {(r["task"], r["slice"], r["metric"]): r for r in result["rows"]}
