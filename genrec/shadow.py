@@ -437,6 +437,10 @@ def read_catalog(sequences_dir: str) -> tuple[list[str], np.ndarray]:
     return table[ITEM_ID].to_pylist(), table["cold_start"].to_numpy(zero_copy_only=False).astype(bool)
 
 
+#: launch time of a title without a launch date: available in every request
+ALWAYS_LAUNCHED = np.iinfo(np.int64).min
+
+
 def read_launch(sequences_dir: str, item_ids: Sequence[str]) -> np.ndarray | None:
     """[C] int64 launch epoch seconds of the catalog's titles from titles.parquet (a title without
     one: always available), or None when the folder has no titles with launch dates."""
@@ -451,8 +455,7 @@ def read_launch(sequences_dir: str, item_ids: Sequence[str]) -> np.ndarray | Non
     if len(known) == 0:
         return None
     launch = dict(zip(known[ITEM_ID].to_pylist(), known["launch_date"].to_pylist()))
-    never = np.iinfo(np.int64).min
-    return np.fromiter((launch.get(i, never) for i in item_ids), dtype=np.int64, count=len(item_ids))
+    return np.fromiter((launch.get(i, ALWAYS_LAUNCHED) for i in item_ids), dtype=np.int64, count=len(item_ids))
 
 
 def catalog_vectors(embeddings_path: str | None, item_ids: Sequence[str]) -> np.ndarray | None:
@@ -592,7 +595,7 @@ def _evaluate(sequences_dir: str, candidate: Recommender, baseline: Recommender,
                                                         "baseline_mrr": row["baseline"], "diff": row["diff"]}
     return {"decision": decision, "reasons": reasons, "primary": primary, "tasks": tasks, "rows": rows,
             "summary": summary, "n_users": len(users), "n_requests": n_requests, "catalog_size": len(item_ids),
-            "catalog_launch_dates": 0 if launch is None else int((launch > np.iinfo(np.int64).min).sum()),
+            "catalog_launch_dates": 0 if launch is None else int((launch > ALWAYS_LAUNCHED).sum()),
             "data_window": data_window(sequences_dir, window)}
 
 
