@@ -68,9 +68,9 @@ class TrainConfig:
     """Everything a training run depends on. Defaults measured on the built-in data (1,500-2,000
     users, 800 titles) and ml-latest-small: the 50K preset at 60 steps of 64 windows reaches
     like/play MRR 0.90/0.13 vs popularity 0.023/0.026. MTP heads (mtp_depth > 0; residual and
-    detached by default) gained at delay 2 in two of three training seeds and lost or tied at delay 1
-    in 600-step runs (benchmarks/claims.py), for 1.8x the training time with two of them, so they
-    are off by default; masking (random or new-title) only acts with a semantic tower."""
+    detached by default) gained at delay 2 in three of three training seeds and lost or tied at
+    delay 1 in 600-step runs (benchmarks/claims.py), for 1.7-1.8x the training time with two of them,
+    so they are off by default; masking (random or new-title) only acts with a semantic tower."""
 
     preset: str = "1M"
     max_steps: int = 300
@@ -107,7 +107,8 @@ class TrainConfig:
     # way a cold-start title is scored at serving. Random masking teaches that a metadata-only title
     # is an average one; this teaches what a new one is like. On the built-in data (claims.py, c)
     # 7 days raised cold-start play MRR 0.056 -> 0.164 (0.129 -> 0.219 with history titles outside the
-    # vocabulary read from metadata) with all-title MRR unchanged. Acts only with
+    # vocabulary read from metadata; 0.142 -> 0.247, all titles +0.007, with each shadow request
+    # ranked over the titles launched by then) with all-title MRR unchanged. Acts only with
     # a semantic tower and vocabulary first_seen dates (titles first seen in the data's first 7 days
     # may be older and are never treated as new).
     mask_new_days: float = 7.0
