@@ -104,6 +104,8 @@ def main() -> None:
     parser.add_argument("--claims", default="a,b,c", help="which claims to check (trains only what they need)")
     parser.add_argument("--reuse", action="store_true",
                         help="keep a variant already trained in --workdir (its metrics.json, written last, exists)")
+    parser.add_argument("--item-dim", type=int, default=TrainConfig.item_dim,
+                        help="projected head width of the production head (claim a's base and every variant)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per training (0: all cores)")
     args = parser.parse_args()
     from genrec.semantic import EmbedConfig, embed_metadata
@@ -117,7 +119,7 @@ def main() -> None:
     # and keeps the rest, so a difference is that thing's (an earlier version stacked MTP and masking
     # on every variant, which made the head comparison about their interaction instead).
     base = TrainConfig(preset=args.preset, max_steps=args.steps, loss="sampled", checkpoint_every=0,
-                       num_threads=args.threads, seed=args.train_seed)
+                       num_threads=args.threads, seed=args.train_seed, item_dim=args.item_dim)
     variants = {
         "base": base,
         "full_unprojected": dataclasses.replace(base, loss="full", item_dim=0),
