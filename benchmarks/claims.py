@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from genrec.events import NUM_RESERVED, SEQUENCE_SCHEMA, UNK_INDEX, VOCAB_SCHEMA
+from genrec.events import MODEL_METRICS_FILE, NUM_RESERVED, SEQUENCE_SCHEMA, UNK_INDEX, VOCAB_SCHEMA
 from genrec.shadow import ShadowConfig, find_row, shadow_evaluate_recommenders
 from genrec.training import TrainConfig, launch_training, load_recommender
 
@@ -146,16 +146,14 @@ def main() -> None:
     for name, cfg in ((n, c) for n, c in variants.items() if n in needed):
         started = time.perf_counter()
         dirs[name] = os.path.join(work, name)
-        done = os.path.join(dirs[name], "metrics.json")
+        done = os.path.join(dirs[name], MODEL_METRICS_FILE)  # written last: its model is whole
         if args.reuse and os.path.exists(done):
             with open(done) as f:
-                m = json.load(f)
-            print(json.dumps({"reused": name, "val_mrr": {t: round(v["mrr"], 4) for t, v in m["tasks"].items()}}),
-                  flush=True)
-            continue
-        m = launch_training(seq, dirs[name], cfg, embeddings_path=emb)
-        print(json.dumps({"trained": name, "val_mrr": {t: round(v["mrr"], 4) for t, v in m["tasks"].items()},
-                          "seconds": round(time.perf_counter() - started, 1)}), flush=True)
+                m, status = json.load(f), {"reused": name}
+        else:
+            m = launch_training(seq, dirs[name], cfg, embeddings_path=emb)
+            status = {"trained": name, "seconds": round(time.perf_counter() - started, 1)}
+        print(json.dumps({**status, "val_mrr": {t: round(v["mrr"], 4) for t, v in m["tasks"].items()}}), flush=True)
     replays: dict[tuple[str, str], dict] = {}  # one shadow replay per (candidate, baseline) pair
     for claim, candidate, baseline, task, delay, slice_, holds in claims:
         if (candidate, baseline) not in replays:
