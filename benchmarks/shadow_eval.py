@@ -6,7 +6,10 @@ reports how many histories it encoded.
     .venv/bin/python benchmarks/shadow_eval.py --users 100000 --titles 100000
 
 Prints one line of figures (wall time excludes writing the synthetic data). Memory stays bounded
-by batch_size x titles floats: no [users x catalog] matrix is ever built.
+by batch_size x titles floats: no [users x catalog] matrix is ever built. `--launching F` gives a
+fraction F of the titles a launch date inside the shadow window (titles.parquet), so each request
+is ranked only over the titles launched by then, as a real catalog with launch dates is (0: none,
+every title competes in every request).
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from genrec.baselines import PopularityRecommender
-from genrec.events import SEQUENCE_SCHEMA, VOCAB_FILE, VOCAB_SCHEMA
+from genrec.events import ITEM_ID, SEQUENCE_SCHEMA, TITLES_FILE, VOCAB_FILE, VOCAB_SCHEMA
 from genrec.recommender import History, Recommender
 from genrec.shadow import ShadowConfig, shadow_evaluate_recommenders
 
@@ -77,7 +80,8 @@ def _sequences(n_users: int, lengths: np.ndarray, n_titles: int, n_history: np.n
     ], schema=SEQUENCE_SCHEMA)
 
 
-def write_data(root: str, n_users: int, n_titles: int, history: int, window: int, seed: int = 0) -> list[str]:
+def write_data(root: str, n_users: int, n_titles: int, history: int, window: int, seed: int = 0,
+               launching: float = 0.0) -> list[str]:
     rng = np.random.default_rng(seed)
     for split in ("train", "shadow"):
         os.makedirs(os.path.join(root, split), exist_ok=True)
@@ -92,6 +96,11 @@ def write_data(root: str, n_users: int, n_titles: int, history: int, window: int
     pq.write_table(pa.table({"item_id": item_ids, "index": np.arange(3, n_titles + 3), "count": np.ones(n_titles, np.int64),
                              "first_seen": np.zeros(n_titles, np.int64), "cold_start": cold}, schema=VOCAB_SCHEMA),
                    os.path.join(root, VOCAB_FILE))
+    if launching > 0:  # launch dates spread over the shadow window's span of event times
+        span = int((hist + window).sum()) * 60
+        launch = np.where(rng.random(n_titles) < launching, 2_000_000_000 + rng.integers(0, span, n_titles), None)
+        pq.write_table(pa.table({ITEM_ID: item_ids, "title": item_ids, "launch_date": pa.array(launch, pa.int64())}),
+                       os.path.join(root, TITLES_FILE))
     return item_ids
 
 
@@ -101,13 +110,22 @@ def main() -> None:
     parser.add_argument("--titles", type=int, default=100_000)
     parser.add_argument("--history", type=int, default=20, help="mean events before the window")
     parser.add_argument("--window", type=int, default=2, help="window events per user")
+    parser.add_argument("--launching", type=float, default=0.05,
+                        help="fraction of titles launching inside the shadow window (0: no launch dates)")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--n-resamples", type=int, default=1000)
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args()
-    root = args.workdir or tempfile.mkdtemp(prefix="shadow-bench-")
+    if args.workdir:
+        run(args, args.workdir)
+    else:  # the synthetic data and the replay's outputs go with the run
+        with tempfile.TemporaryDirectory(prefix="shadow-bench-") as root:
+            run(args, root)
+
+
+def run(args: argparse.Namespace, root: str) -> None:
     started = time.perf_counter()
-    item_ids = write_data(root, args.users, args.titles, args.history, args.window)
+    item_ids = write_data(root, args.users, args.titles, args.history, args.window, launching=args.launching)
     data_s = time.perf_counter() - started
     config = ShadowConfig(batch_size=args.batch_size, n_resamples=args.n_resamples)
     started = time.perf_counter()
@@ -119,7 +137,7 @@ def main() -> None:
     print(f"shadow_eval users={result['n_users']} titles={args.titles} requests={result['n_requests']} "
           f"delays={','.join(map(str, config.delays))} tasks={','.join(result.get('tasks', []))} "
           f"rows={len(result['rows'])} histories_encoded={candidate.encoded} resamples={args.n_resamples} "
-          f"cpus={os.cpu_count()} "
+          f"launching={args.launching} launch_dated={result.get('catalog_launch_dates', 0)} cpus={os.cpu_count()} "
           f"wall_s={wall:.1f} users_per_s={result['n_users'] / wall:.0f} requests_per_s={result['n_requests'] / wall:.0f} "
           f"peak_rss_gb={peak_gb:.2f} (data generation {data_s:.1f}s, decision {result['decision']})")
 
