@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from genrec.baselines import PopularityRecommender
-from genrec.events import ITEM_ID, SEQUENCE_SCHEMA, TITLES_FILE, VOCAB_FILE, VOCAB_SCHEMA
+from genrec.events import SEQUENCE_SCHEMA, TITLE_SCHEMA, TITLES_FILE, VOCAB_FILE, VOCAB_SCHEMA
 from genrec.recommender import History, Recommender
 from genrec.shadow import ShadowConfig, shadow_evaluate_recommenders
 
@@ -64,6 +64,9 @@ class DotProductRecommender(Recommender):
         return [queries @ self.catalog.T for _ in heads]
 
 
+SHADOW_START = 2_000_000_000  # epoch seconds of the shadow window's first event (train: 1,000,000)
+
+
 def _sequences(n_users: int, lengths: np.ndarray, n_titles: int, n_history: np.ndarray, rng, t0: int) -> pa.Table:
     total = int(lengths.sum())
     items = (rng.zipf(1.3, size=total) - 1) % n_titles
@@ -89,17 +92,19 @@ def write_data(root: str, n_users: int, n_titles: int, history: int, window: int
     pq.write_table(_sequences(n_users, train_len, n_titles, np.zeros(n_users, np.int32), rng, 1_000_000),
                    os.path.join(root, "train", "part-0.parquet"))
     hist = rng.integers(1, 2 * history, size=n_users)
-    pq.write_table(_sequences(n_users, hist + window, n_titles, hist.astype(np.int32), rng, 2_000_000_000),
+    pq.write_table(_sequences(n_users, hist + window, n_titles, hist.astype(np.int32), rng, SHADOW_START),
                    os.path.join(root, "shadow", "part-0.parquet"))
     item_ids = [f"t{i}" for i in range(n_titles)]
     cold = rng.random(n_titles) < 0.05
     pq.write_table(pa.table({"item_id": item_ids, "index": np.arange(3, n_titles + 3), "count": np.ones(n_titles, np.int64),
                              "first_seen": np.zeros(n_titles, np.int64), "cold_start": cold}, schema=VOCAB_SCHEMA),
                    os.path.join(root, VOCAB_FILE))
-    if launching > 0:  # launch dates spread over the shadow window's span of event times
+    if launching > 0:  # launch dates spread over the shadow window's span of event times (one a minute)
         span = int((hist + window).sum()) * 60
-        launch = np.where(rng.random(n_titles) < launching, 2_000_000_000 + rng.integers(0, span, n_titles), None)
-        pq.write_table(pa.table({ITEM_ID: item_ids, "title": item_ids, "launch_date": pa.array(launch, pa.int64())}),
+        launch = np.where(rng.random(n_titles) < launching, SHADOW_START + rng.integers(0, span, n_titles), None)
+        none = [None] * n_titles
+        pq.write_table(pa.Table.from_pydict({"item_id": item_ids, "title": item_ids, "genres": none, "tags": none,
+                                             "description": none, "launch_date": launch}, schema=TITLE_SCHEMA),
                        os.path.join(root, TITLES_FILE))
     return item_ids
 
