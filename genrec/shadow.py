@@ -203,12 +203,12 @@ def fast_target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 
 def available_ranks(scores: np.ndarray, targets: np.ndarray, launch: np.ndarray | None,
-                    times: np.ndarray) -> np.ndarray:
+                    times: np.ndarray | None) -> np.ndarray:
     """fast_target_ranks among the titles launched by each row's time: `launch` [C] int64 epoch
-    seconds (None: every title is available), `times` [B] int64. A target launched later is a miss
+    seconds (None: every title is available, and `times` is not read), `times` [B] int64. A target launched later is a miss
     (rank 0). Only titles launching after the batch's earliest time are looked at again."""
     ranks = fast_target_ranks(scores, targets)
-    if launch is None or len(times) == 0:
+    if launch is None or times is None or len(times) == 0:
         return ranks
     late_cols = np.flatnonzero(launch > times.min())
     if len(late_cols) == 0:
@@ -324,7 +324,7 @@ def replay_ranks(recommenders: dict[str, Recommender], window: Window, requests:
             batch = members[start:start + config.batch_size]
             histories = [window.history(int(plan.user[h]), int(plan.prefix[h]), config.max_history) for h in batch]
             rows = [np.searchsorted(plan.served[head], batch) for head in heads]  # request of each history
-            times = np.array([h.request_time for h in histories], dtype=np.int64)
+            times = None if launch is None else np.array([h.request_time for h in histories], dtype=np.int64)
             for role, recommender in recommenders.items():
                 outputs = checked_scores(recommender, histories, heads, catalog_size, role)
                 for head, scores, index in zip(heads, outputs, rows):
