@@ -205,10 +205,11 @@ def fast_target_ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
 def available_ranks(scores: np.ndarray, targets: np.ndarray, launch: np.ndarray | None,
                     times: np.ndarray | None) -> np.ndarray:
     """fast_target_ranks among the titles launched by each row's time: `launch` [C] int64 epoch
-    seconds (None: every title is available, and `times` is not read), `times` [B] int64. A target launched later is a miss
-    (rank 0). Only titles launching after the batch's earliest time are looked at again."""
+    seconds (None: every title is available, and `times` is not read), `times` [B] int64. A target
+    launched later is a miss (rank 0). Only titles launching after the batch's earliest time are
+    looked at again."""
     ranks = fast_target_ranks(scores, targets)
-    if launch is None or times is None or len(times) == 0:
+    if launch is None or len(times) == 0:
         return ranks
     late_cols = np.flatnonzero(launch > times.min())
     if len(late_cols) == 0:
