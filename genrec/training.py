@@ -39,7 +39,7 @@ from genrec.events import (MODEL_CONFIG_FILE, MODEL_METRICS_FILE, MODEL_WEIGHTS_
                            VOCAB_FILE)
 from genrec.model import (FullSoftmaxLoss, GenerativeRecommender, Loss, ModelConfig, NewTitles,
                           SampledSoftmaxLoss, build_sampler, preset_config)
-from genrec.model.config import FSDP_MIN_PARAMS
+from genrec.model.config import FSDP_MIN_PARAMS, TOWER_COMBINES
 from genrec.model.losses import Seen
 from genrec.validation import evaluate_windows
 
@@ -112,6 +112,9 @@ class TrainConfig:
     # a semantic tower and vocabulary first_seen dates (titles first seen in the data's first 7 days
     # may be older and are never treated as new).
     mask_new_days: float = 7.0
+    # How the semantic tower's metadata part joins a title's ID part (see genrec.model.item_tower):
+    # "sum" for every title; "fallback" only for titles without one (new, masked, unknown).
+    tower_combine: str = "sum"
     max_len: int = 50
     # Overlapping training windows for sequences longer than max_len: each ends this many events
     # before the next (0: max_len, no overlap); see genrec.data.build_windows.
@@ -168,6 +171,8 @@ class TrainConfig:
             raise ConfigError(f"window_stride {self.window_stride} must be in [0, max_len] (0: max_len)")
         if self.bucket_pool < 0:
             raise ConfigError(f"bucket_pool {self.bucket_pool} must be >= 0 (0: random batches)")
+        if self.tower_combine not in TOWER_COMBINES:
+            raise ConfigError(f"tower_combine {self.tower_combine!r} must be one of {', '.join(TOWER_COMBINES)}")
         if self.exclude_seen and self.loss != "full":
             raise ConfigError("exclude_seen needs loss='full' (a sampled softmax has no per-row seen mask)")
 
@@ -387,7 +392,8 @@ class Trainer:
             cfg.preset, max_len=cfg.max_len, num_items=len(self.vocab), num_tasks=len(self.tasks),
             mtp_depth=cfg.mtp_depth, mtp_residual=cfg.mtp_residual, item_dim=cfg.item_dim,
             semantic_dim=0 if semantic is None else semantic.shape[1],
-            dropout=cfg.dropout, mask_prob=cfg.mask_prob, normalize=cfg.normalize, temperature=cfg.temperature)
+            dropout=cfg.dropout, mask_prob=cfg.mask_prob, normalize=cfg.normalize, temperature=cfg.temperature,
+            tower_combine=cfg.tower_combine)
         model = GenerativeRecommender(self.model_config)
         if semantic is not None:
             model.tower.set_semantic(torch.from_numpy(semantic))

@@ -78,6 +78,8 @@ def test_bad_configs_raise_config_errors():
         ModelConfig(n_embd=30, n_head=4)
     with pytest.raises(ConfigError):
         ModelConfig(mask_prob=1.5)
+    with pytest.raises(ConfigError):
+        ModelConfig(tower_combine="concat")
 
 
 def test_head_index_uses_last_head_beyond_mtp_depth():
@@ -112,8 +114,9 @@ def test_independent_mtp_heads_are_separate_projections():
     assert torch.allclose(q[:, 1], hidden @ weight[1].T) and not torch.allclose(q[:, 1], q[:, 0])
 
 
-def test_masking_leaves_metadata_alone_to_represent_a_title():
-    model = tiny(semantic_dim=4, normalize=False)
+@pytest.mark.parametrize("combine", ["sum", "fallback"])
+def test_masking_leaves_metadata_alone_to_represent_a_title(combine):
+    model = tiny(semantic_dim=4, normalize=False, tower_combine=combine)
     assert "tower.oov" not in dict(model.named_parameters())  # nothing to learn "masked titles" from
     with torch.no_grad():
         model.tower.semantic.normal_()
@@ -132,12 +135,32 @@ def test_masking_leaves_metadata_alone_to_represent_a_title():
     vec = torch.randn(2, 4)
     rep = model.tower.represent(torch.tensor([-1, 7]), vec)
     assert torch.allclose(rep[0, :-1], model.tower.mlp(vec[0])) and rep[0, -1] == -0.5
-    assert torch.allclose(rep[1, :-1], model.tower.id_embedding.weight[7] + model.tower.mlp(vec[1]))
+    known_meta = model.tower.mlp(vec[1]) if combine == "sum" else 0  # fallback: the ID part alone
+    assert torch.allclose(rep[1, :-1], model.tower.id_embedding.weight[7] + known_meta)
     assert torch.allclose(rep[1, -1], model.tower.bias.weight[7, 0])
+    assert torch.allclose(plain[7, :-1], model.tower.id_embedding.weight[7] + (meta[7] if combine == "sum" else 0))
     # UNK in a history (a title outside the vocabulary) reads as an unknown title does, not as its
     # own row, which no training step ever updates
     unk = model.tower(torch.tensor([UNK_INDEX]))
     assert torch.allclose(unk, model.tower.represent(torch.tensor([-1]), model.tower.semantic[UNK_INDEX:UNK_INDEX + 1]))
+
+
+def test_fallback_tower_trains_metadata_only_through_titles_without_an_id_part():
+    """With tower_combine="fallback" a warm title's loss never reaches the metadata MLP (so warm
+    titles score as without a tower) and a masked title's does; models saved before the field
+    existed load as "sum", which they were trained with."""
+    model = tiny(semantic_dim=4, tower_combine="fallback")
+    with torch.no_grad():
+        model.tower.semantic.normal_()
+        model.tower.mlp[-1].weight.normal_()
+    ids = torch.arange(NUM_RESERVED, 30)
+    model.item_vectors(ids).sum().backward()
+    assert all(p.grad is None for p in model.tower.mlp.parameters())
+    mask = torch.zeros(30, dtype=torch.bool)
+    mask[7] = True
+    model.item_vectors(ids, mask).sum().backward()
+    assert model.tower.mlp[-1].weight.grad.abs().sum() > 0
+    assert ModelConfig.from_saved({"n_layer": 1}).tower_combine == "sum"
 
 
 def test_full_softmax_is_cross_entropy_over_real_items():

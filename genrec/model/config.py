@@ -27,6 +27,7 @@ PRESETS: dict[str, tuple[int, int, int]] = {
     "512M": (10, 16, 2048),
     "1B": (20, 16, 2048),
 }
+TOWER_COMBINES = ("sum", "fallback")
 #: presets trained with FSDP (sharded parameters) instead of DDP when more than one process runs.
 FSDP_MIN_PARAMS = 100_000_000
 
@@ -64,6 +65,9 @@ class ModelConfig:
     item_dim: int = 32  # width of item embeddings and of the projected decoding head
     semantic_dim: int = 0  # metadata vector width (0: no semantic tower)
     tower_hidden: int = 128
+    # How the metadata MLP joins the ID part (see genrec.model.item_tower): "sum" for every title, or
+    # "fallback": only for titles without an ID part (outside the vocabulary, masked).
+    tower_combine: str = "sum"
     time_buckets: int = 32  # log2 buckets of the gap to the previous event, in seconds
     dropout: float = 0.0
     mask_prob: float = 0.0  # collaborative-embedding masking (drop the ID part) in training
@@ -77,12 +81,15 @@ class ModelConfig:
             raise ConfigError(f"mask_prob {self.mask_prob} is not in [0, 1]")
         if self.mtp_depth < 0:
             raise ConfigError(f"mtp_depth {self.mtp_depth} is negative")
+        if self.tower_combine not in TOWER_COMBINES:
+            raise ConfigError(f"tower_combine {self.tower_combine!r} must be one of {', '.join(TOWER_COMBINES)}")
 
     @classmethod
     def from_saved(cls, saved: dict) -> "ModelConfig":
         """The config a saved model card holds; a field added after the model was saved takes the
-        value that reproduces that model (mtp_residual: independent heads), not today's default."""
-        return cls(**{"mtp_residual": False, **saved})
+        value that reproduces that model (mtp_residual: independent heads; tower_combine: sum), not
+        today's default."""
+        return cls(**{"mtp_residual": False, "tower_combine": "sum", **saved})
 
     @property
     def num_heads_out(self) -> int:

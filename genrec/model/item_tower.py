@@ -4,6 +4,11 @@ Why: a title's ID embedding only exists once it has been watched; the metadata p
 launch. Dropping the ID part at random in training (collaborative-embedding masking: the ID vector
 becomes zeros and the per-title bias a learned out-of-vocabulary bias) teaches the model to score a
 title from metadata alone, which is exactly what a cold-start title has.
+
+How the two parts combine (ModelConfig.tower_combine): "sum" adds the metadata MLP to every title's
+ID part; "fallback" uses it only where the ID part is missing (titles outside the vocabulary, masked
+titles), so a title with a trained ID part is scored as a model without a tower would score it: the
+sum made titles alike and cost warm-title quality (README, quality and claims).
 """
 from __future__ import annotations
 
@@ -64,9 +69,15 @@ class ItemTower(nn.Module):
         out = torch.cat([self.id_embedding(ids), self.bias(ids)], dim=-1)
         if replaced is not None:
             out = torch.where(replaced.unsqueeze(-1), torch.cat([self.oov, self.oov_bias]).expand_as(out), out)
-        if self.mlp is not None:
-            out = out + nn.functional.pad(self.mlp(self.centered(vectors)), (0, 1))
-        return out
+        if self.mlp is None:
+            return out
+        if self.config.tower_combine == "sum":
+            return out + nn.functional.pad(self.mlp(self.centered(vectors)), (0, 1))
+        # "fallback": metadata only where no trained ID part is used, and the MLP runs on those rows only.
+        if replaced is None or not bool(replaced.any()):
+            return out
+        rows = replaced.nonzero(as_tuple=True)
+        return out.index_put(rows, out[rows] + nn.functional.pad(self.mlp(self.centered(vectors[rows])), (0, 1)))
 
     def _rows(self, ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         vectors = self.semantic[ids] if self.mlp is not None else None
