@@ -11,6 +11,7 @@ def train(
     max_steps: int = 150,
     mtp_depth: int = 0,
     cold_start_days: float = 7.0,
+    tower_combine: str = "sum",
     nproc: int = 1,
     registry_uri: str = "",
     warm_start: bool = True,
@@ -19,7 +20,8 @@ def train(
     from genrec.steps import champion_model, log_metrics
     from genrec.training import TrainConfig, launch_training
 
-    config = TrainConfig(preset=preset, max_steps=max_steps, mtp_depth=mtp_depth, mask_new_days=cold_start_days)
+    config = TrainConfig(preset=preset, max_steps=max_steps, mtp_depth=mtp_depth, mask_new_days=cold_start_days,
+                         tower_combine=tower_combine)
     with champion_model(registry_uri if warm_start else "") as champion:
         result = launch_training(sequences.path, model.path, config, embeddings_path=embeddings.path,
                                  warm_start_dir=champion.local_dir if champion else None, nproc=nproc)

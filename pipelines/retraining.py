@@ -53,6 +53,7 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
         train_steps: int = 150,
         mtp_depth: int = 0,
         cold_start_days: float = 7.0,
+        tower_combine: str = "sum",
         nproc: int = 1,
         sweep_presets: List[str] = ["50K", "200K", "500K"],
         sweep_steps: int = 80,
@@ -77,6 +78,8 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
             mtp_depth: multi-token prediction heads (serving delays the model is aligned to).
             cold_start_days: new-title masking: a title's first days of events train the metadata-only
                 scoring new titles get at serving (0: off).
+            tower_combine: where the title-metadata MLP counts: "sum" (every title) or "fallback"
+                (only titles without a trained ID part: better on warm titles, worse on cold start).
             nproc: torchrun processes per node for training.
             sweep_presets: backbone sizes trained for the scaling-law diagnosis.
             sweep_steps: optimizer steps per sweep point (a fixed token budget).
@@ -102,7 +105,7 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
         candidate = _train_resources(c.train(
             sequences=extract.outputs["sequences"], embeddings=embed.outputs["embeddings"],
             preset=train_preset, max_steps=train_steps, mtp_depth=mtp_depth, cold_start_days=cold_start_days,
-            nproc=nproc, registry_uri=registry_uri, warm_start=True,
+            tower_combine=tower_combine, nproc=nproc, registry_uri=registry_uri, warm_start=True,
         ).set_display_name("train candidate (torchrun)"))
         candidate.set_caching_options(False)
 
@@ -110,7 +113,7 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
             point = _train_resources(c.train(
                 sequences=extract.outputs["sequences"], embeddings=embed.outputs["embeddings"],
                 preset=preset, max_steps=sweep_steps, mtp_depth=mtp_depth, cold_start_days=cold_start_days,
-                nproc=nproc, registry_uri="", warm_start=False,
+                tower_combine=tower_combine, nproc=nproc, registry_uri="", warm_start=False,
             ).set_display_name("train sweep point"))
         scaling = c.diagnose_scaling(runs=dsl.Collected(point.outputs["model"]))
         scaling.set_display_name("diagnose scaling")
