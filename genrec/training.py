@@ -39,7 +39,7 @@ from genrec.events import (MODEL_CONFIG_FILE, MODEL_METRICS_FILE, MODEL_WEIGHTS_
                            VOCAB_FILE)
 from genrec.model import (FullSoftmaxLoss, GenerativeRecommender, Loss, ModelConfig, NewTitles,
                           SampledSoftmaxLoss, build_sampler, preset_config)
-from genrec.model.config import FSDP_MIN_PARAMS, TOWER_COMBINES
+from genrec.model.config import FSDP_MIN_PARAMS, check_tower_combine
 from genrec.model.losses import Seen
 from genrec.validation import evaluate_windows
 
@@ -171,8 +171,7 @@ class TrainConfig:
             raise ConfigError(f"window_stride {self.window_stride} must be in [0, max_len] (0: max_len)")
         if self.bucket_pool < 0:
             raise ConfigError(f"bucket_pool {self.bucket_pool} must be >= 0 (0: random batches)")
-        if self.tower_combine not in TOWER_COMBINES:
-            raise ConfigError(f"tower_combine {self.tower_combine!r} must be one of {', '.join(TOWER_COMBINES)}")
+        check_tower_combine(self.tower_combine)
         if self.exclude_seen and self.loss != "full":
             raise ConfigError("exclude_seen needs loss='full' (a sampled softmax has no per-row seen mask)")
 

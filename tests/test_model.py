@@ -161,6 +161,11 @@ def test_fallback_tower_trains_metadata_only_through_titles_without_an_id_part()
     model.item_vectors(ids, mask).sum().backward()
     assert model.tower.mlp[-1].weight.grad.abs().sum() > 0
     assert ModelConfig.from_saved({"n_layer": 1}).tower_combine == "sum"
+    assert model.tower.describe() == "item_tower[id else mlp(4->8), mask_p=0.0]"
+    from genrec.training import TrainConfig
+
+    with pytest.raises(ConfigError, match="tower_combine"):  # caught before any process starts
+        TrainConfig(tower_combine="concat")
 
 
 def test_full_softmax_is_cross_entropy_over_real_items():

@@ -27,7 +27,15 @@ PRESETS: dict[str, tuple[int, int, int]] = {
     "512M": (10, 16, 2048),
     "1B": (20, 16, 2048),
 }
+#: how the metadata MLP joins a title's ID part (ModelConfig.tower_combine; see genrec.model.item_tower).
 TOWER_COMBINES = ("sum", "fallback")
+
+
+def check_tower_combine(value: str) -> None:
+    """ConfigError unless `value` is one of TOWER_COMBINES (shared by the model and training configs)."""
+    if value not in TOWER_COMBINES:
+        raise ConfigError(f"tower_combine {value!r} must be one of {', '.join(TOWER_COMBINES)}")
+
 #: presets trained with FSDP (sharded parameters) instead of DDP when more than one process runs.
 FSDP_MIN_PARAMS = 100_000_000
 
@@ -81,8 +89,7 @@ class ModelConfig:
             raise ConfigError(f"mask_prob {self.mask_prob} is not in [0, 1]")
         if self.mtp_depth < 0:
             raise ConfigError(f"mtp_depth {self.mtp_depth} is negative")
-        if self.tower_combine not in TOWER_COMBINES:
-            raise ConfigError(f"tower_combine {self.tower_combine!r} must be one of {', '.join(TOWER_COMBINES)}")
+        check_tower_combine(self.tower_combine)
 
     @classmethod
     def from_saved(cls, saved: dict) -> "ModelConfig":

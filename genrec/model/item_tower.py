@@ -50,7 +50,8 @@ class ItemTower(nn.Module):
             self.mlp = None
 
     def describe(self) -> str:
-        sem = f"id+mlp({self.config.semantic_dim}->{self.config.item_dim})" if self.mlp is not None else "id"
+        join = "+" if self.config.tower_combine == "sum" else " else "
+        sem = f"id{join}mlp({self.config.semantic_dim}->{self.config.item_dim})" if self.mlp is not None else "id"
         return f"item_tower[{sem}, mask_p={self.config.mask_prob}]"
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -65,7 +66,8 @@ class ItemTower(nn.Module):
     def _assemble(self, ids: torch.Tensor, replaced: torch.Tensor | None,
                   vectors: torch.Tensor | None) -> torch.Tensor:
         """[..., item_dim + 1]: the trained per-title part (ID vector, then logit bias), replaced by
-        the OOV part where `replaced` (masked or unknown titles), plus the metadata MLP of `vectors`."""
+        the OOV part where `replaced` (masked or unknown titles), plus the metadata MLP of `vectors`
+        (tower_combine "sum": every row; "fallback": the replaced rows only)."""
         out = torch.cat([self.id_embedding(ids), self.bias(ids)], dim=-1)
         if replaced is not None:
             out = torch.where(replaced.unsqueeze(-1), torch.cat([self.oov, self.oov_bias]).expand_as(out), out)
