@@ -7,8 +7,9 @@ title from metadata alone, which is exactly what a cold-start title has.
 
 How the two parts combine (ModelConfig.tower_combine): "sum" adds the metadata MLP to every title's
 ID part; "fallback" uses it only where the ID part is missing (titles outside the vocabulary, masked
-titles), so a title with a trained ID part is scored as a model without a tower would score it: the
-sum made titles alike and cost warm-title quality (README, quality and claims).
+titles), so a title with a trained ID part is scored as a model without a tower would score it. On
+the built-in data that learned warm titles faster (300 steps: +5-9% shadow MRR on all titles, -9-12%
+on cold start) and no better by 600 steps (README, tower_combine).
 """
 from __future__ import annotations
 
