@@ -11,7 +11,8 @@ from typing import Any
 
 _CONFIG_KEYS = ("description", "preset", "num_params", "tasks", "mtp_depth", "loss", "sampler", "item_tower",
                 "vocabulary_fingerprint")
-_ARCHITECTURE_KEYS = ("n_layer", "n_head", "n_embd", "max_len", "num_items", "item_dim", "semantic_dim", "tower_combine")
+_ARCHITECTURE_KEYS = ("n_layer", "n_head", "n_embd", "max_len", "num_items", "item_dim", "semantic_dim",
+                      "tower_combine")
 
 
 def _fmt(value: Any) -> str:
