@@ -65,32 +65,31 @@ class ItemTower(nn.Module):
         uniq, inverse = torch.unique(ids, return_inverse=True)
         return self._rows(uniq, mask)[inverse]
 
-    def _assemble(self, ids: torch.Tensor, replaced: torch.Tensor | None,
-                  vectors: torch.Tensor | None) -> torch.Tensor:
+    def _assemble(self, ids: torch.Tensor, replaced: torch.Tensor, vectors: torch.Tensor | None) -> torch.Tensor:
         """[..., item_dim + 1]: the trained per-title part (ID vector, then logit bias), replaced by
         the OOV part where `replaced` (masked or unknown titles), plus the metadata MLP of `vectors`
-        (tower_combine "sum": every row; "fallback": the replaced rows only)."""
+        (None: the titles' own rows of the metadata table) on every row (tower_combine "sum") or on
+        the replaced rows only ("fallback", which reads and runs nothing for the others)."""
         out = torch.cat([self.id_embedding(ids), self.bias(ids)], dim=-1)
-        if replaced is not None:
-            out = torch.where(replaced.unsqueeze(-1), torch.cat([self.oov, self.oov_bias]).expand_as(out), out)
+        out = torch.where(replaced.unsqueeze(-1), torch.cat([self.oov, self.oov_bias]).expand_as(out), out)
         if self.mlp is None:
             return out
         if self.config.tower_combine == "sum":
-            return out + nn.functional.pad(self.mlp(self.centered(vectors)), (0, 1))
-        # "fallback": metadata only where no trained ID part is used, and the MLP runs on those rows only.
-        if replaced is None or not bool(replaced.any()):
+            meta = self.semantic[ids] if vectors is None else vectors
+            return out + nn.functional.pad(self.mlp(self.centered(meta)), (0, 1))
+        if not bool(replaced.any()):  # leave the MLP untouched: no gradient, so no optimizer step either
             return out
         rows = replaced.nonzero(as_tuple=True)
-        return out.index_put(rows, out[rows] + nn.functional.pad(self.mlp(self.centered(vectors[rows])), (0, 1)))
+        meta = self.semantic[ids[rows]] if vectors is None else vectors[rows]
+        return out.index_put(rows, out[rows] + nn.functional.pad(self.mlp(self.centered(meta)), (0, 1)))
 
     def _rows(self, ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        vectors = self.semantic[ids] if self.mlp is not None else None
         # UNK (a title outside the vocabulary, in a history) reads as an unknown title, i.e. the OOV
         # part, as `represent` scores one: its own row is never trained (every train title has one).
         replaced = ids == UNK_INDEX
         if mask is not None:
             replaced = replaced | mask[ids]
-        out = self._assemble(ids, replaced, vectors)
+        out = self._assemble(ids, replaced, None)
         return out * (ids != PAD_INDEX).unsqueeze(-1).to(out.dtype)
 
     def set_sparse_grads(self, sparse: bool) -> None:
