@@ -380,3 +380,49 @@ def test_sparse_grads_stay_off_where_the_all_reduce_cannot_take_them():
     for ctx, sharded in ((gpu2, False), (cpu2, True)):
         with pytest.raises(ConfigError, match="sparse_grads='on'"):
             use_sparse_grads(dataclasses.replace(sampled, sparse_grads="on"), sharded, ctx)
+
+
+def test_muon_takes_the_hidden_matrices_and_adamw_the_rest():
+    from genrec.model import GenerativeRecommender, preset_config
+    from genrec.training import build_optimizers
+
+    model = GenerativeRecommender(preset_config("50K", max_len=16, num_items=20, num_tasks=2, mtp_depth=1))
+    adamw_only = build_optimizers(model, TrainConfig())
+    assert len(adamw_only) == 1 and isinstance(adamw_only[0], torch.optim.AdamW)
+    adamw, muon = build_optimizers(model, TrainConfig(optimizer="muon"))
+    on_muon = {id(p) for g in muon.param_groups for p in g["params"]}
+    on_adamw = {id(p) for g in adamw.param_groups for p in g["params"]}
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert not on_muon & on_adamw and on_muon | on_adamw == set(names)  # every parameter, once
+    assert sorted(names[i] for i in on_muon) == sorted(
+        n for n, p in model.named_parameters() if p.dim() == 2 and n.startswith(("blocks.", "head.")))
+    assert "head.weight" in {names[i] for i in on_muon} and "tower.id_embedding.weight" in {names[i] for i in on_adamw}
+    with pytest.raises(ConfigError, match="optimizer"):
+        TrainConfig(optimizer="sgd")
+
+
+def test_muon_run_resumes_from_a_checkpoint_to_the_same_weights(seq_dir, tmp_path):
+    cfg = dataclasses.replace(TINY, optimizer="muon", max_steps=20, checkpoint_every=10, keep_checkpoints=2)
+    run(seq_dir, tmp_path / "whole", cfg)
+    state = load_latest_checkpoint(str(tmp_path / "whole"))
+    assert len(state["schedulers"]) == 2  # AdamW's and Muon's, saved with both optimizers' state
+    os.makedirs(tmp_path / "resumed" / "checkpoints")
+    shutil.copy(tmp_path / "whole" / "checkpoints" / "step_000000010.pt", tmp_path / "resumed" / "checkpoints")
+    _, metrics = run(seq_dir, tmp_path / "resumed", cfg)
+    assert metrics["steps"] == 20
+    whole = load_file(str(tmp_path / "whole" / "model.safetensors"))
+    resumed = load_file(str(tmp_path / "resumed" / "model.safetensors"))
+    assert whole.keys() == resumed.keys()
+    for name in whole:
+        torch.testing.assert_close(resumed[name], whole[name], msg=name)
+    # Muon's momentum is what came back: resumed without it, the same steps end elsewhere.
+    state = torch.load(tmp_path / "whole" / "checkpoints" / "step_000000010.pt", weights_only=True)
+    hidden = [k for k in state["optimizer"]["state"] if k.startswith(("model.blocks.", "model.head."))]
+    assert hidden
+    for key in hidden:
+        del state["optimizer"]["state"][key]
+    os.makedirs(tmp_path / "amnesic" / "checkpoints")
+    write_atomic(state, str(tmp_path / "amnesic" / "checkpoints" / "step_000000010.pt"))
+    run(seq_dir, tmp_path / "amnesic", cfg)
+    amnesic = load_file(str(tmp_path / "amnesic" / "model.safetensors"))
+    assert not torch.allclose(amnesic["blocks.0.attn.c_attn.weight"], whole["blocks.0.attn.c_attn.weight"])
