@@ -12,6 +12,7 @@ def train(
     mtp_depth: int = 0,
     cold_start_days: float = 7.0,
     tower_combine: str = "sum",
+    optimizer: str = "adamw",
     nproc: int = 1,
     registry_uri: str = "",
     warm_start: bool = True,
@@ -21,7 +22,7 @@ def train(
     from genrec.training import TrainConfig, launch_training
 
     config = TrainConfig(preset=preset, max_steps=max_steps, mtp_depth=mtp_depth, mask_new_days=cold_start_days,
-                         tower_combine=tower_combine)
+                         tower_combine=tower_combine, optimizer=optimizer)
     with champion_model(registry_uri if warm_start else "") as champion:
         result = launch_training(sequences.path, model.path, config, embeddings_path=embeddings.path,
                                  warm_start_dir=champion.local_dir if champion else None, nproc=nproc)

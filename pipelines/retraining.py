@@ -54,6 +54,7 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
         mtp_depth: int = 0,
         cold_start_days: float = 7.0,
         tower_combine: str = "sum",
+        optimizer: str = "adamw",
         nproc: int = 1,
         sweep_presets: List[str] = ["50K", "200K", "500K"],
         sweep_steps: int = 80,
@@ -80,6 +81,8 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
                 scoring new titles get at serving (0: off).
             tower_combine: where the title-metadata MLP counts: "sum" (every title) or "fallback"
                 (only titles without a trained ID part: better on warm titles, worse on cold start).
+            optimizer: "adamw", or "muon" (Muon for the blocks' and head's weight matrices: more
+                quality per step, for step-bounded runs).
             nproc: torchrun processes per node for training.
             sweep_presets: backbone sizes trained for the scaling-law diagnosis.
             sweep_steps: optimizer steps per sweep point (a fixed token budget).
@@ -105,7 +108,7 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
         candidate = _train_resources(c.train(
             sequences=extract.outputs["sequences"], embeddings=embed.outputs["embeddings"],
             preset=train_preset, max_steps=train_steps, mtp_depth=mtp_depth, cold_start_days=cold_start_days,
-            tower_combine=tower_combine, nproc=nproc, registry_uri=registry_uri, warm_start=True,
+            tower_combine=tower_combine, optimizer=optimizer, nproc=nproc, registry_uri=registry_uri, warm_start=True,
         ).set_display_name("train candidate (torchrun)"))
         candidate.set_caching_options(False)
 
@@ -113,7 +116,7 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
             point = _train_resources(c.train(
                 sequences=extract.outputs["sequences"], embeddings=embed.outputs["embeddings"],
                 preset=preset, max_steps=sweep_steps, mtp_depth=mtp_depth, cold_start_days=cold_start_days,
-                tower_combine=tower_combine, nproc=nproc, registry_uri="", warm_start=False,
+                tower_combine=tower_combine, optimizer=optimizer, nproc=nproc, registry_uri="", warm_start=False,
             ).set_display_name("train sweep point"))
         scaling = c.diagnose_scaling(runs=dsl.Collected(point.outputs["model"]))
         scaling.set_display_name("diagnose scaling")

@@ -27,13 +27,14 @@ def test_synth_then_extract_then_embed_on_local_paths(tmp_path):
     assert pq.read_metadata(tmp_path / "e.parquet").num_rows == 40
     out = runner.invoke(cli, ["train", "--sequences", str(tmp_path / "seq"), "--embeddings", str(tmp_path / "e.parquet"),
                               "--out", str(tmp_path / "model"), "--preset", "50K", "--steps", "2",
-                              "--cold-start-days", "3.5", "--tower-combine", "fallback",
+                              "--cold-start-days", "3.5", "--tower-combine", "fallback", "--optimizer", "muon",
                               "--config", '{"lr": 0.001, "sparse_grads": "off"}'])
     assert out.exit_code == 0, out.output
     card = json.load(open(tmp_path / "model" / "config.json"))
     assert card["train"]["mask_new_days"] == 3.5 and card["train"]["max_steps"] == 2
     assert card["train"]["lr"] == 0.001 and card["train"]["sparse_grads"] == "off"
     assert card["train"]["tower_combine"] == card["model"]["tower_combine"] == "fallback"
+    assert card["train"]["optimizer"] == "muon"
     for bad, said in (('{"lrr": 0.1}', "lrr"), ("[1]", "JSON object"), ("{lr: 1}", "not JSON")):
         out = runner.invoke(cli, ["train", "--sequences", str(tmp_path / "seq"), "--out", str(tmp_path / "m2"),
                                   "--config", bad])
