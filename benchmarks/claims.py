@@ -109,6 +109,7 @@ def main() -> None:
     parser.add_argument("--item-dim", type=int, default=TrainConfig.item_dim,
                         help="projected head width of the production head (claim a's base and every variant)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per training (0: all cores)")
+    parser.add_argument("--optimizer", default=TrainConfig.optimizer, help="of every variant (adamw | muon)")
     args = parser.parse_args()
     from genrec.semantic import EmbedConfig, embed_metadata
 
@@ -121,7 +122,8 @@ def main() -> None:
     # and keeps the rest, so a difference is that thing's (an earlier version stacked MTP and masking
     # on every variant, which made the head comparison about their interaction instead).
     base = TrainConfig(preset=args.preset, max_steps=args.steps, loss="sampled", checkpoint_every=0,
-                       num_threads=args.threads, seed=args.train_seed, item_dim=args.item_dim)
+                       num_threads=args.threads, seed=args.train_seed, item_dim=args.item_dim,
+                       optimizer=args.optimizer)
     variants = {
         "base": base,
         "full_unprojected": dataclasses.replace(base, loss="full", item_dim=0),
