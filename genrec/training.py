@@ -512,10 +512,15 @@ class Trainer:
     def _restore(self, state: dict) -> None:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
+        saved_schedules = state.get("schedulers", [state["scheduler"]])
+        if len(saved_schedules) != len(self.schedulers):
+            raise ConfigError(f"{self.out_dir}: its checkpoint was written with {len(saved_schedules)} optimizer(s), "
+                              f"this run has {len(self.schedulers)} (optimizer {self.config.optimizer!r}): resume "
+                              "with the optimizer it was started with, or train into a fresh folder")
         set_state_dict(self.step_module, self.optimizers, model_state_dict=state["model"],
                        optim_state_dict=state["optimizer"],
                        options=StateDictOptions(full_state_dict=True, strict=False))
-        for scheduler, saved in zip(self.schedulers, state.get("schedulers", [state["scheduler"]]), strict=True):
+        for scheduler, saved in zip(self.schedulers, saved_schedules, strict=True):
             scheduler.load_state_dict(saved)
         self.step, self.tokens = int(state["step"]), int(state["tokens"])
         self.total_steps = int(state.get("total_steps", self.total_steps))

@@ -415,6 +415,8 @@ def test_muon_run_resumes_from_a_checkpoint_to_the_same_weights(seq_dir, tmp_pat
     assert whole.keys() == resumed.keys()
     for name in whole:
         torch.testing.assert_close(resumed[name], whole[name], msg=name)
+    with pytest.raises(ConfigError, match="optimizer"):  # resuming under another optimizer is refused
+        run(seq_dir, tmp_path / "whole", dataclasses.replace(cfg, optimizer="adamw", max_steps=30))
     # Muon's momentum is what came back: resumed without it, the same steps end elsewhere.
     state = torch.load(tmp_path / "whole" / "checkpoints" / "step_000000010.pt", weights_only=True)
     hidden = [k for k in state["optimizer"]["state"] if k.startswith(("model.blocks.", "model.head."))]
