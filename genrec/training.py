@@ -273,7 +273,8 @@ def build_optimizers(model: nn.Module, config: TrainConfig) -> list[torch.optim.
     vectors. Its update RMS is matched to AdamW's ("match_rms_adamw"), so lr and weight decay carry
     over unchanged."""
     named = list(model.named_parameters())
-    hidden = [p for n, p in named if config.optimizer == "muon" and n.startswith(MUON_PREFIXES) and p.dim() == 2]
+    hidden = ([p for n, p in named if n.startswith(MUON_PREFIXES) and p.dim() == 2]
+              if config.optimizer == "muon" else [])
     taken = {id(p) for p in hidden}
     decay = [p for n, p in named if p.dim() >= 2 and id(p) not in taken]
     no_decay = [p for n, p in named if p.dim() < 2]
@@ -437,6 +438,9 @@ class Trainer:
                                    mtp_detach=cfg.mtp_detach, exclude_seen=cfg.exclude_seen)
         self.use_fsdp = self.ctx.distributed and (
             cfg.fsdp == "on" or (cfg.fsdp == "auto" and model.get_num_params() >= FSDP_MIN_PARAMS))
+        if self.use_fsdp and cfg.optimizer == "muon":
+            raise ConfigError("optimizer 'muon' orthogonalises whole weight matrices, which FSDP shards: "
+                              "use fsdp='off' or optimizer 'adamw'")
         self.sparse_grads = use_sparse_grads(cfg, self.use_fsdp, self.ctx)
         self.model.tower.set_sparse_grads(self.sparse_grads)  # before DDP, which reads it at wrapping
         if self.use_fsdp:
@@ -452,9 +456,6 @@ class Trainer:
                 find_unused_parameters=True)
         else:
             self.step_module = step_module
-        if self.use_fsdp and cfg.optimizer == "muon":
-            raise ConfigError("optimizer 'muon' orthogonalises whole weight matrices, which FSDP shards: "
-                              "use fsdp='off' or optimizer 'adamw'")
         self.optimizers = build_optimizers(self.model, cfg)
         table = read_split(self.data_dir, "train", self.ctx.rank, self.ctx.world_size)
         self.windows = build_windows(table, self.vocab, self.tasks, cfg.max_len, cfg.mtp_depth,
