@@ -66,6 +66,8 @@ def budget_fit_due(step: int) -> bool:
 OPTIMIZERS = ("adamw", "muon")
 #: parameters Muon updates (TrainConfig.optimizer "muon"): the transformer blocks and the decoding head.
 MUON_PREFIXES = ("blocks.", "head.")
+MUON_WITH_FSDP = ("optimizer 'muon' orthogonalises whole weight matrices, which FSDP shards: "
+                  "use fsdp='off' or optimizer 'adamw'")
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,8 @@ class TrainConfig:
             raise ConfigError(f"sparse_grads {self.sparse_grads!r} must be auto, on or off")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer {self.optimizer!r} must be one of {', '.join(OPTIMIZERS)}")
+        if self.optimizer == "muon" and self.fsdp == "on":  # "auto" is refused at set-up, once it is known
+            raise ConfigError(MUON_WITH_FSDP)
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ConfigError(f"precision {self.precision!r} must be auto, bf16 or fp32")
         if self.max_seconds < 0:
@@ -439,8 +443,7 @@ class Trainer:
         self.use_fsdp = self.ctx.distributed and (
             cfg.fsdp == "on" or (cfg.fsdp == "auto" and model.get_num_params() >= FSDP_MIN_PARAMS))
         if self.use_fsdp and cfg.optimizer == "muon":
-            raise ConfigError("optimizer 'muon' orthogonalises whole weight matrices, which FSDP shards: "
-                              "use fsdp='off' or optimizer 'adamw'")
+            raise ConfigError(MUON_WITH_FSDP)
         self.sparse_grads = use_sparse_grads(cfg, self.use_fsdp, self.ctx)
         self.model.tower.set_sparse_grads(self.sparse_grads)  # before DDP, which reads it at wrapping
         if self.use_fsdp:

@@ -399,6 +399,8 @@ def test_muon_takes_the_hidden_matrices_and_adamw_the_rest():
     assert "head.weight" in {names[i] for i in on_muon} and "tower.id_embedding.weight" in {names[i] for i in on_adamw}
     with pytest.raises(ConfigError, match="optimizer"):
         TrainConfig(optimizer="sgd")
+    with pytest.raises(ConfigError, match="FSDP shards"):
+        TrainConfig(optimizer="muon", fsdp="on")
 
 
 def test_muon_run_resumes_from_a_checkpoint_to_the_same_weights(seq_dir, tmp_path):
