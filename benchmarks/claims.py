@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--item-dim", type=int, default=TrainConfig.item_dim,
                         help="projected head width of the production head (claim a's base and every variant)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per training (0: all cores)")
-    parser.add_argument("--optimizer", default=TrainConfig.optimizer, help="of every variant (adamw | muon)")
+    parser.add_argument("--optimizer", default=TrainConfig.optimizer, help="of every variant (auto | adamw | muon)")
     args = parser.parse_args()
     from genrec.semantic import EmbedConfig, embed_metadata
 

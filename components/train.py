@@ -12,7 +12,7 @@ def train(
     mtp_depth: int = 0,
     cold_start_days: float = 7.0,
     tower_combine: str = "sum",
-    optimizer: str = "adamw",
+    optimizer: str = "auto",
     nproc: int = 1,
     registry_uri: str = "",
     warm_start: bool = True,

@@ -97,8 +97,9 @@ def embed(sequences_dir: str, out_path: str, encoder: str, cache_path: str | Non
               help="New-title masking: a title's first N days train its metadata-only scoring (0: off).")
 @click.option("--tower-combine", type=click.Choice(["sum", "fallback"]), default="sum", show_default=True,
               help="Where the metadata MLP counts: every title (sum) or only titles without an ID part (fallback).")
-@click.option("--optimizer", type=click.Choice(["adamw", "muon"]), default="adamw", show_default=True,
-              help="muon: Muon for the blocks' and head's weight matrices (faster per step), AdamW for the rest.")
+@click.option("--optimizer", type=click.Choice(["auto", "adamw", "muon"]), default="auto", show_default=True,
+              help="muon: Muon for the blocks' and head's weight matrices (more per step), AdamW for the rest; "
+                   "auto: muon unless FSDP shards the model, adamw then.")
 @click.option("--nproc", default=1, show_default=True, help="torchrun processes on this machine.")
 @click.option("--warm-start", "warm_start_dir", default=None, help="Model folder to warm-start from.")
 @click.option("--config", "config_json", default=None,

@@ -63,7 +63,7 @@ def budget_fit_due(step: int) -> bool:
             or (step > BUDGET_REFIT_STEPS[-1] and step % BUDGET_REFIT_EVERY == 0))
 
 
-OPTIMIZERS = ("adamw", "muon")
+OPTIMIZERS = ("auto", "adamw", "muon")
 #: parameters Muon updates (TrainConfig.optimizer "muon"): the transformer blocks and the decoding head.
 MUON_PREFIXES = ("blocks.", "head.")
 MUON_WITH_FSDP = ("optimizer 'muon' orthogonalises whole weight matrices, which FSDP shards: "
@@ -90,11 +90,13 @@ class TrainConfig:
     warmup_steps: int = 20
     weight_decay: float = 0.01
     grad_clip: float = 1.0
-    # "adamw" | "muon": Muon (torch.optim.Muon) for the blocks' and the head's weight matrices, AdamW
-    # for the rest (see build_optimizers). On the built-in data (claims.py, 500K, 300 steps, seed 0)
-    # it raised shadow play MRR 0.2308 -> 0.2722 (sampled + projected) and 0.2552 -> 0.2782 (full
-    # softmax); on ml-latest-small's time-bounded ~1,700 steps Muon on the blocks alone tied (HISTORY.md).
-    optimizer: str = "adamw"
+    # "muon": Muon (torch.optim.Muon) for the blocks' and the head's weight matrices, AdamW for the
+    # rest (see build_optimizers); "adamw": AdamW for everything; "auto": Muon unless FSDP shards the
+    # model (Muon needs whole matrices), then AdamW. On the built-in data (claims.py, 500K, 300 steps,
+    # seed 0) Muon raised shadow play MRR 0.2308 -> 0.2722 (sampled + projected) and 0.2552 -> 0.2782
+    # (full softmax), and made MTP win at serving delay 1 (1M, 600 steps: two seeds of three, a tie in
+    # the third; AdamW lost in two). Cold-start MRR was 0.011 lower (seed 1). See benchmarks/HISTORY.md.
+    optimizer: str = "auto"
     loss: str = "full"  # "full" | "sampled" (use sampled for catalogs beyond ~100k titles)
     sampler: str = "in-batch+uniform"  # see genrec.model.build_sampler
     num_negatives: int = 512
@@ -175,7 +177,7 @@ class TrainConfig:
             raise ConfigError(f"sparse_grads {self.sparse_grads!r} must be auto, on or off")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer {self.optimizer!r} must be one of {', '.join(OPTIMIZERS)}")
-        if self.optimizer == "muon" and self.fsdp == "on":  # "auto" is refused at set-up, once it is known
+        if self.optimizer == "muon" and self.fsdp == "on":  # fsdp "auto" is checked at set-up, once it is known
             raise ConfigError(MUON_WITH_FSDP)
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ConfigError(f"precision {self.precision!r} must be auto, bf16 or fp32")
@@ -270,15 +272,25 @@ def build_loss(config: TrainConfig, num_items: int, counts: np.ndarray) -> Loss:
     return SampledSoftmaxLoss(sampler, logq=config.logq)
 
 
-def build_optimizers(model: nn.Module, config: TrainConfig) -> list[torch.optim.Optimizer]:
-    """[AdamW] or, for optimizer "muon", [AdamW, Muon]. Muon orthogonalises each update of a hidden
-    weight matrix (the blocks' and the head's), which trains them faster per step; the title tables,
-    input projections, norms and biases stay on AdamW, as Muon's authors prescribe for embeddings and
-    vectors. Its update RMS is matched to AdamW's ("match_rms_adamw"), so lr and weight decay carry
-    over unchanged."""
+def resolve_optimizer(optimizer: str, sharded: bool) -> str:
+    """The optimizer a run uses: "auto" is Muon unless FSDP shards the model, AdamW then; an explicit
+    "muon" under FSDP is refused, since Muon orthogonalises whole matrices."""
+    if optimizer == "auto":
+        return "adamw" if sharded else "muon"
+    if optimizer == "muon" and sharded:
+        raise ConfigError(MUON_WITH_FSDP)
+    return optimizer
+
+
+def build_optimizers(model: nn.Module, config: TrainConfig, sharded: bool = False) -> list[torch.optim.Optimizer]:
+    """[AdamW] or, when the optimizer resolves to "muon", [AdamW, Muon]. Muon orthogonalises each
+    update of a hidden weight matrix (the blocks' and the head's), which trains them faster per step;
+    the title tables, input projections, norms and biases stay on AdamW, as Muon's authors prescribe
+    for embeddings and vectors. Its update RMS is matched to AdamW's ("match_rms_adamw"), so lr and
+    weight decay carry over unchanged."""
     named = list(model.named_parameters())
     hidden = ([p for n, p in named if n.startswith(MUON_PREFIXES) and p.dim() == 2]
-              if config.optimizer == "muon" else [])
+              if resolve_optimizer(config.optimizer, sharded) == "muon" else [])
     taken = {id(p) for p in hidden}
     decay = [p for n, p in named if p.dim() >= 2 and id(p) not in taken]
     no_decay = [p for n, p in named if p.dim() < 2]
@@ -442,8 +454,7 @@ class Trainer:
                                    mtp_detach=cfg.mtp_detach, exclude_seen=cfg.exclude_seen)
         self.use_fsdp = self.ctx.distributed and (
             cfg.fsdp == "on" or (cfg.fsdp == "auto" and model.get_num_params() >= FSDP_MIN_PARAMS))
-        if self.use_fsdp and cfg.optimizer == "muon":
-            raise ConfigError(MUON_WITH_FSDP)
+        self.optimizer_name = resolve_optimizer(cfg.optimizer, self.use_fsdp)  # refused before any sharding
         self.sparse_grads = use_sparse_grads(cfg, self.use_fsdp, self.ctx)
         self.model.tower.set_sparse_grads(self.sparse_grads)  # before DDP, which reads it at wrapping
         if self.use_fsdp:
@@ -459,7 +470,7 @@ class Trainer:
                 find_unused_parameters=True)
         else:
             self.step_module = step_module
-        self.optimizers = build_optimizers(self.model, cfg)
+        self.optimizers = build_optimizers(self.model, cfg, self.use_fsdp)
         table = read_split(self.data_dir, "train", self.ctx.rank, self.ctx.world_size)
         self.windows = build_windows(table, self.vocab, self.tasks, cfg.max_len, cfg.mtp_depth,
                                      self.model_config.time_buckets, stride=cfg.window_stride)
@@ -519,7 +530,7 @@ class Trainer:
         saved_schedules = state.get("schedulers", [state["scheduler"]])
         if len(saved_schedules) != len(self.schedulers):
             raise ConfigError(f"{self.out_dir}: its checkpoint was written with {len(saved_schedules)} optimizer(s), "
-                              f"this run has {len(self.schedulers)} (optimizer {self.config.optimizer!r}): resume "
+                              f"this run has {len(self.schedulers)} (optimizer {self.optimizer_name!r}): resume "
                               "with the optimizer it was started with, or train into a fresh folder")
         set_state_dict(self.step_module, self.optimizers, model_state_dict=state["model"],
                        optim_state_dict=state["optimizer"],
@@ -686,7 +697,8 @@ class Trainer:
             "mtp_depth": self.config.mtp_depth, "vocabulary_fingerprint": self.vocab.fingerprint,
             "num_params": self.model.get_num_params(), "loss": self.loss_fn.describe(),
             "sampler": getattr(getattr(self.loss_fn, "sampler", None), "describe", lambda: "none")(),
-            "item_tower": self.model.tower.describe(), "train": asdict(self.config),
+            "item_tower": self.model.tower.describe(),
+            "train": asdict(self.config) | {"optimizer": self.optimizer_name},  # what "auto" resolved to
             "description": describe_run(self.config, self.loss_fn),
         }
         with open(os.path.join(staging, MODEL_CONFIG_FILE), "w") as fh:
@@ -723,7 +735,7 @@ class Trainer:
         task_metrics, per_user = self.evaluate()
         metrics = {"preset": self.config.preset, "num_params": self.model.get_num_params(),
                    "tokens": self.tokens, "steps": self.step, "train_seconds": round(self.train_seconds, 3),
-                   "final_train_loss": self.last_loss, "tasks": task_metrics}
+                   "optimizer": self.optimizer_name, "final_train_loss": self.last_loss, "tasks": task_metrics}
         if self.warm_info:
             metrics["warm_start"] = self.warm_info
         if self.writer is not None:

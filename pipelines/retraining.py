@@ -54,7 +54,7 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
         mtp_depth: int = 0,
         cold_start_days: float = 7.0,
         tower_combine: str = "sum",
-        optimizer: str = "adamw",
+        optimizer: str = "auto",
         nproc: int = 1,
         sweep_presets: List[str] = ["50K", "200K", "500K"],
         sweep_steps: int = 80,
@@ -81,8 +81,8 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
                 scoring new titles get at serving (0: off).
             tower_combine: where the title-metadata MLP counts: "sum" (every title) or "fallback"
                 (only titles without a trained ID part: better on warm titles, worse on cold start).
-            optimizer: "adamw", or "muon" (Muon for the blocks' and head's weight matrices: more
-                quality per step, for step-bounded runs).
+            optimizer: "auto" (Muon unless FSDP shards the model, then AdamW), "muon" (Muon for the
+                blocks' and head's weight matrices, AdamW for the rest: more quality per step) or "adamw".
             nproc: torchrun processes per node for training.
             sweep_presets: backbone sizes trained for the scaling-law diagnosis.
             sweep_steps: optimizer steps per sweep point (a fixed token budget).

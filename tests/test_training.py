@@ -387,8 +387,13 @@ def test_muon_takes_the_hidden_matrices_and_adamw_the_rest():
     from genrec.training import build_optimizers
 
     model = GenerativeRecommender(preset_config("50K", max_len=16, num_items=20, num_tasks=2, mtp_depth=1))
-    adamw_only = build_optimizers(model, TrainConfig())
+    adamw_only = build_optimizers(model, TrainConfig(optimizer="adamw"))
     assert len(adamw_only) == 1 and isinstance(adamw_only[0], torch.optim.AdamW)
+    # "auto" (the default) is Muon unless FSDP shards the model; an explicit "muon" there is refused.
+    assert len(build_optimizers(model, TrainConfig())) == 2
+    assert len(build_optimizers(model, TrainConfig(), sharded=True)) == 1
+    with pytest.raises(ConfigError, match="FSDP shards"):
+        build_optimizers(model, TrainConfig(optimizer="muon"), sharded=True)
     adamw, muon = build_optimizers(model, TrainConfig(optimizer="muon"))
     on_muon = {id(p) for g in muon.param_groups for p in g["params"]}
     on_adamw = {id(p) for g in adamw.param_groups for p in g["params"]}

@@ -25,7 +25,7 @@ def test_two_processes_match_one_with_the_same_global_batch_ddp_and_fsdp(tmp_pat
     # would show as a different loss.
     data = write_sequences(str(tmp_path / "seq"), users=8, shards=1, length=15, identical_pairs=True)
     cfg = TrainConfig(preset="50K", max_steps=10, batch_size=8, max_len=16, loss="full", dropout=0.0,
-                      mask_prob=0.0, checkpoint_every=0, warmup_steps=2, num_threads=1)
+                      mask_prob=0.0, checkpoint_every=0, warmup_steps=2, num_threads=1, optimizer="adamw")
     one = launch_training(data, str(tmp_path / "one"), cfg, nproc=1)
     two = launch_training(data, str(tmp_path / "two"), cfg, nproc=2)
     # stated tolerance: float32 reductions in a different order, 1e-5 relative
@@ -33,11 +33,25 @@ def test_two_processes_match_one_with_the_same_global_batch_ddp_and_fsdp(tmp_pat
     for task in one["tasks"]:
         assert two["tasks"][task]["loss"] == pytest.approx(one["tasks"][task]["loss"], rel=1e-5)
     assert two["tokens"] == one["tokens"]
-    # the same with FSDP (parameters sharded across the two processes, full weights gathered to save)
-    sharded = launch_training(data, str(tmp_path / "fsdp"), dataclasses.replace(cfg, fsdp="on"), nproc=2)
+    # the same with FSDP (parameters sharded across the two processes, full weights gathered to save),
+    # where optimizer "auto" is AdamW (Muon needs whole matrices)
+    sharded = launch_training(data, str(tmp_path / "fsdp"), dataclasses.replace(cfg, fsdp="on", optimizer="auto"),
+                              nproc=2)
+    assert sharded["optimizer"] == "adamw"
     assert sharded["final_train_loss"] == pytest.approx(one["final_train_loss"], rel=1e-5)
     for task in one["tasks"]:
         assert sharded["tasks"][task]["loss"] == pytest.approx(one["tasks"][task]["loss"], rel=1e-5)
+    # and with Muon under DDP ("auto" unsharded): it orthogonalises the all-reduced gradient. Stated
+    # tolerance 2e-3 relative: Muon's Newton-Schulz runs in bf16 (8-bit mantissa), so a float32
+    # reduction order can flip a rounding (measured 4e-4 after 10 steps); Muon and AdamW differ by far more.
+    muon = dataclasses.replace(cfg, optimizer="auto")
+    one_muon = launch_training(data, str(tmp_path / "one_muon"), muon, nproc=1)
+    two_muon = launch_training(data, str(tmp_path / "two_muon"), muon, nproc=2)
+    assert one_muon["optimizer"] == two_muon["optimizer"] == "muon"
+    assert two_muon["final_train_loss"] == pytest.approx(one_muon["final_train_loss"], rel=2e-3)
+    for task in one_muon["tasks"]:
+        assert two_muon["tasks"][task]["loss"] == pytest.approx(one_muon["tasks"][task]["loss"], rel=2e-3)
+    assert abs(one_muon["final_train_loss"] - one["final_train_loss"]) > 0.02 * one["final_train_loss"]
 
 
 def test_two_processes_train_on_length_bucketed_batches_of_unequal_shares(tmp_path, monkeypatch):
