@@ -68,6 +68,8 @@ def test_model_folder_contract(trained):
     assert card["tasks"] == ["like", "play"] and card["mtp_depth"] == 2
     assert card["vocabulary_fingerprint"] == read_vocabulary(out).fingerprint
     assert "sampled-softmax" in card["loss"] and card["sampler"].startswith("in-batch")
+    # optimizer "auto" (the default): the card and the metrics name what it resolved to, not "auto"
+    assert TINY.optimizer == "auto" and card["train"]["optimizer"] == metrics["optimizer"] == "muon"
     assert not any(p.endswith(".tmp") or ".tmp-" in p for p in os.listdir(os.path.join(out, "checkpoints")))
 
 
