@@ -195,6 +195,28 @@ def test_full_softmax_gradient_matches_torch_cross_entropy():
         twice.backward()
 
 
+def test_softmax_cross_entropy_leaves_out_entries_and_survives_an_underflowed_target():
+    """Entries left out in place inside the loss match F.cross_entropy over -inf logits, gradient
+    included; a target whose softmax underflows to 0 still gets its finite loss (log-sum-exp)."""
+    torch.manual_seed(0)
+    logits = torch.randn(4, 12).requires_grad_()
+    target = torch.tensor([0, 5, 7, 11])
+    rows, cols = torch.tensor([0, 0, 2, 3]), torch.tensor([3, 4, 3, 0])
+    far = torch.zeros(4, 12)
+    far[1, 5] = -200.0  # row 1's target: exp underflows in float32
+    weight = torch.rand(4)
+    ours = softmax_cross_entropy(logits + far, target, (rows, cols))
+    (g_ours,) = torch.autograd.grad((ours * weight).sum(), logits)
+    left_out = torch.zeros(4, 12, dtype=torch.bool)
+    left_out[rows, cols] = True
+    expected = F.cross_entropy((logits + far).masked_fill(left_out, float("-inf")), target, reduction="none")
+    (g_expected,) = torch.autograd.grad((expected * weight).sum(), logits)
+    assert torch.isfinite(ours).all() and ours[1] > 190
+    assert torch.allclose(ours, expected, atol=1e-5)
+    assert torch.allclose(g_ours, g_expected, atol=1e-6)
+    assert (g_ours[rows, cols] == 0).all()
+
+
 def test_full_softmax_leaves_seen_titles_out_of_their_rows_only():
     """A seen title drops out of its own row's softmax (loss and gradient as if it were not in the
     catalog) and stays in every other row's."""
