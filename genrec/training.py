@@ -151,7 +151,8 @@ class TrainConfig:
     # Leave the titles a window already holds before each target out of that target's softmax (the
     # target itself stays): the training twin of filter_seen, for data whose rankings drop seen
     # titles (MovieLens, where nobody rates a film twice). Not for rewatches or likes of a title just
-    # played, whose target is a seen title and whose rivals would be too. Full softmax only.
+    # played, whose target is a seen title and whose rivals would be too. Either loss (a sampled
+    # softmax leaves seen titles out of the row's negatives).
     exclude_seen: bool = False
     fsdp: str = "auto"  # "auto" (presets >= 100M when distributed) | "on" | "off"
     # Sparse gradients for the per-title tables (ID embedding, bias), made dense once before the
@@ -190,8 +191,6 @@ class TrainConfig:
         if self.bucket_pool < 0:
             raise ConfigError(f"bucket_pool {self.bucket_pool} must be >= 0 (0: random batches)")
         check_tower_combine(self.tower_combine)
-        if self.exclude_seen and self.loss != "full":
-            raise ConfigError("exclude_seen needs loss='full' (a sampled softmax has no per-row seen mask)")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

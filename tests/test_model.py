@@ -262,6 +262,27 @@ class FixedSampler(UniformSampler):
         return torch.tensor([self.lq[int(i)] for i in ids])
 
 
+def test_sampled_softmax_leaves_seen_titles_out_as_the_full_softmax_does():
+    """Sampling every catalog title once (log Q 0) with a seen title repeated among the negatives:
+    each copy drops out of its own row only, so loss and gradient equal the full softmax's."""
+    torch.manual_seed(0)
+    q, table = torch.randn(3, 4, requires_grad=True), torch.randn(12, 4)
+    pos = torch.tensor([NUM_RESERVED + 1, NUM_RESERVED + 2, NUM_RESERVED + 3])
+    seen = (torch.tensor([0, 0, 2]), torch.tensor([NUM_RESERVED + 4, NUM_RESERVED + 5, NUM_RESERVED + 4]))
+    catalog = list(range(NUM_RESERVED, 12))
+    everything = FixedSampler(catalog, {i: 0.0 for i in catalog})
+    full = FullSoftmaxLoss()(q, pos, lambda ids: table[ids], 12, seen=seen)
+    sampled = SampledSoftmaxLoss(everything, logq=False)(q, pos, lambda ids: table[ids], 12, seen=seen)
+    assert torch.allclose(sampled, full, atol=1e-6)
+    (g_sampled,) = torch.autograd.grad(sampled.sum(), q)
+    (g_full,) = torch.autograd.grad(full.sum(), q)
+    assert torch.allclose(g_sampled, g_full, atol=1e-6)
+    # a second copy of a seen title adds nothing to its row, and a rival to the rows that did not see it
+    doubled = FixedSampler(catalog + [NUM_RESERVED + 4], {i: 0.0 for i in catalog})
+    again = SampledSoftmaxLoss(doubled, logq=False)(q, pos, lambda ids: table[ids], 12, seen=seen)
+    assert torch.allclose(again[[0, 2]], full[[0, 2]], atol=1e-6) and again[1] > full[1]
+
+
 def test_sampled_softmax_subtracts_log_q_and_masks_the_positive():
     torch.manual_seed(0)
     q, table = torch.randn(2, 4), torch.randn(10, 4)

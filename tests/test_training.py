@@ -292,10 +292,9 @@ def test_length_bucketed_batches_cut_padding_without_changing_the_loss(seq_dir, 
         trainer.cleanup()
 
 
-def test_exclude_seen_needs_the_full_softmax_and_trains(seq_dir, tmp_path):
-    with pytest.raises(ConfigError, match="exclude_seen"):
-        dataclasses.replace(TINY, exclude_seen=True)  # TINY's loss is sampled
-    config = dataclasses.replace(TINY, loss="full", exclude_seen=True, mtp_depth=0, max_len=32)
+@pytest.mark.parametrize("loss", ["full", "sampled"])
+def test_exclude_seen_trains_with_either_loss(seq_dir, tmp_path, loss):
+    config = dataclasses.replace(TINY, loss=loss, exclude_seen=True, mtp_depth=0, max_len=32)
     _, metrics = run(seq_dir, tmp_path / "model", config)
     assert metrics["tasks"]["play"]["mrr"] > 0.3  # the planted pattern is still learned
 

@@ -100,6 +100,21 @@ class NewTitles:
         return logits.index_copy(1, col, torch.where(self.is_new(ids[col]), meta, logits[:, col]))
 
 
+def seen_columns(seen: Seen, ids: torch.Tensor, num_rows: int, num_items: int) -> torch.Tensor:
+    """[num_rows, M] bool: column m's title ids[m] is among row n's seen titles. Built over the
+    sample's distinct titles, so its cost is the seen pairs plus one [rows, M] gather, never
+    [rows, catalog]."""
+    rows, seen_ids = seen
+    distinct, column = torch.unique(ids, return_inverse=True)
+    slot = torch.full((num_items,), -1, dtype=torch.long, device=ids.device)
+    slot[distinct] = torch.arange(len(distinct), device=ids.device)
+    hit = slot[seen_ids]
+    keep = hit >= 0
+    marks = torch.zeros(num_rows, len(distinct), dtype=torch.bool, device=ids.device)
+    marks[rows[keep], hit[keep]] = True
+    return marks[:, column]
+
+
 class Loss(abc.ABC):
     @abc.abstractmethod
     def __call__(self, queries: torch.Tensor, positives: torch.Tensor, items: ItemLookup, num_items: int,
@@ -138,8 +153,6 @@ class SampledSoftmaxLoss(Loss):
         self.sampler, self.logq = sampler, logq
 
     def __call__(self, queries, positives, items, num_items, generator=None, new_titles=None, seen=None):
-        if seen is not None:
-            raise ValueError("SampledSoftmaxLoss cannot leave seen titles out (use the full softmax)")
         negatives = self.sampler.sample(positives, generator)  # [M]
         # One lookup for both: the tower runs once over their distinct titles, and with dense
         # gradients (TrainConfig.sparse_grads) each lookup's backward writes a whole [catalog, dim]
@@ -157,7 +170,10 @@ class SampledSoftmaxLoss(Loss):
             n = positives.numel()
             pos_logits = pos_logits - self.sampler.log_q(positives, n).unsqueeze(-1)
             neg_logits = neg_logits - self.sampler.log_q(negatives, n).unsqueeze(0)
-        neg_logits = neg_logits.masked_fill(negatives.unsqueeze(0) == positives.unsqueeze(1), float("-inf"))
+        drop = negatives.unsqueeze(0) == positives.unsqueeze(1)
+        if seen is not None:
+            drop |= seen_columns(seen, negatives, len(positives), num_items)
+        neg_logits = neg_logits.masked_fill(drop, float("-inf"))
         logits = torch.cat([pos_logits, neg_logits], dim=1).float()
         return torch.logsumexp(logits, dim=1) - logits[:, 0]
 
