@@ -779,17 +779,29 @@ def launch_training(data_dir: str, out_dir: str, config: TrainConfig, embeddings
         proc = subprocess.run(cmd, env={**env, "TMPDIR": scratch}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
     if proc.returncode != 0:
-        message = next((line.split(ERROR_MARKER, 1)[1].strip() for line in proc.stderr.splitlines()
-                        if ERROR_MARKER in line), None)
-        if message is None:
-            tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
-            message = f"{out_dir}: torchrun exited with {proc.returncode}: {tail}"
-        raise TrainingError(message)
+        raise TrainingError(failure_message(proc.stderr, out_dir, proc.returncode))
     path = os.path.join(out_dir, MODEL_METRICS_FILE)
     if not os.path.exists(path):
         raise TrainingError(f"{path}: training finished without writing metrics")
     with open(path) as fh:
         return json.load(fh)
+
+
+def failure_message(stderr: str, out_dir: str, returncode: int) -> str:
+    """What a failed torchrun says went wrong: a worker's own GenrecError when it raised one; else
+    the last lines the workers printed before torchrun's report (a worker killed by a signal, a C++
+    abort, an uncaught exception), which torchrun's summary ("Signal 6 (SIGABRT) received by PID")
+    does not repeat, and the summary's last line."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    marked = next((line.split(ERROR_MARKER, 1)[1].strip() for line in lines if ERROR_MARKER in line), None)
+    if marked is not None:
+        return marked
+    report = next((i for i, line in enumerate(lines) if "failed (exitcode" in line), None)
+    if report is None:
+        return f"{out_dir}: torchrun exited with {returncode}: {' | '.join(lines[-3:])}"
+    worker = [line.strip() for line in lines[:report] if not line.startswith(("[W", "W1", "W0"))]
+    summary = next((line.strip() for line in reversed(lines) if line.strip(" =-")), "")
+    return f"{out_dir}: torchrun exited with {returncode}: {' | '.join(worker[-3:] + [summary])}"
 
 
 def load_recommender(model_dir: str, embeddings_path: str | None = None):

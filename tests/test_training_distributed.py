@@ -113,3 +113,25 @@ def test_sigkilled_run_resumes_to_the_same_final_loss(tmp_path):
     for task in reference["tasks"]:
         assert abs(resumed["tasks"][task]["loss"] - reference["tasks"][task]["loss"]) < 1e-5
     assert json.load(open(os.path.join(out, "metrics.json")))["steps"] == 150
+
+
+def test_a_worker_killed_by_a_signal_is_reported_with_what_it_printed(tmp_path):
+    # torchrun's own report of a worker that aborted says only "Signal 6 (SIGABRT) received by PID":
+    # the error names what the worker printed before it (here, a gloo abort's two lines) as well.
+    from genrec.training import ERROR_MARKER, failure_message
+
+    worker = tmp_path / "worker.py"
+    worker.write_text("import os, sys\n"
+                      "print(\"terminate called after throwing an instance of 'gloo::EnforceNotMet'\", file=sys.stderr)\n"
+                      "print('  what():  [enforce fail at pair.cc:446] op.preamble.length <= op.nbytes', file=sys.stderr)\n"
+                      "sys.stderr.flush()\n"
+                      "os.abort()\n")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
+                           str(worker)], capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode != 0
+    message = failure_message(proc.stderr, "out/model", proc.returncode)
+    assert message.startswith(f"out/model: torchrun exited with {proc.returncode}: terminate called")
+    assert "op.preamble.length <= op.nbytes" in message and "SIGABRT" in message
+    assert "Traceback" not in message  # torchrun's own stack is not what went wrong
+    # a worker's GenrecError is reported as it was raised
+    assert failure_message(f"noise\n{ERROR_MARKER} bad data in x\n" + proc.stderr, "m", 1) == "bad data in x"
