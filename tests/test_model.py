@@ -346,6 +346,10 @@ def test_samplers_expected_counts():
     assert isinstance(mix, MixedSampler) and mix.describe() == "in-batch+uniform(3)"
     expected = inb.log_q(torch.tensor([4]), 4).exp() + 3 / 3
     assert torch.allclose(mix.log_q(torch.tensor([4]), 4).exp(), expected)
+    top = build_sampler("top+uniform", 6, 2, counts)  # the 2 most frequent every time, + 2 uniform draws
+    drawn = top.sample(torch.tensor([3]), torch.Generator().manual_seed(0))
+    assert drawn[:2].tolist() == [5, 4] and len(drawn) == 4 and top.describe() == "top(2)+uniform(2)"
+    assert torch.allclose(top.log_q(torch.tensor([5, 3]), 1).exp(), torch.tensor([1 + 2 / 3, 2 / 3]), atol=1e-6)
     with pytest.raises(ConfigError):
         build_sampler("hard", 6, 3, counts)
 

@@ -100,19 +100,22 @@ class NewTitles:
         return logits.index_copy(1, col, torch.where(self.is_new(ids[col]), meta, logits[:, col]))
 
 
-def seen_columns(seen: Seen, ids: torch.Tensor, num_rows: int, num_items: int) -> torch.Tensor:
-    """[num_rows, M] bool: column m's title ids[m] is among row n's seen titles. Built over the
-    sample's distinct titles, so its cost is the seen pairs plus one [rows, M] gather, never
-    [rows, catalog]."""
-    rows, seen_ids = seen
-    distinct, column = torch.unique(ids, return_inverse=True)
-    slot = torch.full((num_items,), -1, dtype=torch.long, device=ids.device)
-    slot[distinct] = torch.arange(len(distinct), device=ids.device)
-    hit = slot[seen_ids]
-    keep = hit >= 0
-    marks = torch.zeros(num_rows, len(distinct), dtype=torch.bool, device=ids.device)
-    marks[rows[keep], hit[keep]] = True
-    return marks[:, column]
+def negative_columns(positives: torch.Tensor, negatives: torch.Tensor, num_items: int,
+                     seen: Seen | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows [P], columns [P]) of the distinct `negatives` [M] to leave out of each row's softmax:
+    the row's own positive, and every title in `seen` (rows, ids) for that row. Costs the pairs,
+    never [rows, M]."""
+    slot = torch.full((num_items,), -1, dtype=torch.long, device=negatives.device)
+    slot[negatives] = torch.arange(len(negatives), device=negatives.device)
+    own = slot[positives]
+    rows = torch.nonzero(own >= 0).squeeze(1)
+    cols = own[rows]
+    if seen is not None:
+        seen_rows, seen_ids = seen
+        hit = slot[seen_ids]
+        keep = hit >= 0
+        rows, cols = torch.cat([rows, seen_rows[keep]]), torch.cat([cols, hit[keep]])
+    return rows, cols
 
 
 class Loss(abc.ABC):
@@ -153,7 +156,9 @@ class SampledSoftmaxLoss(Loss):
         self.sampler, self.logq = sampler, logq
 
     def __call__(self, queries, positives, items, num_items, generator=None, new_titles=None, seen=None):
-        negatives = self.sampler.sample(positives, generator)  # [M]
+        # Each distinct negative once, its copies counted in its logit (+log count): the same loss as
+        # one column per copy, on fewer columns.
+        negatives, copies = torch.unique(self.sampler.sample(positives, generator), return_counts=True)  # [M]
         # One lookup for both: the tower runs once over their distinct titles, and with dense
         # gradients (TrainConfig.sparse_grads) each lookup's backward writes a whole [catalog, dim]
         # gradient (head_cost.py at 1M titles: 1.70x -> 1.38-1.54x the backbone alone).
@@ -166,16 +171,20 @@ class SampledSoftmaxLoss(Loss):
         neg_logits = queries @ neg_vectors.T  # [N, M]
         if new_titles is not None:
             neg_logits = new_titles.rescore(queries, neg_logits, negatives)
+        offset = copies.log().to(neg_logits.dtype)
         if self.logq:
             n = positives.numel()
             pos_logits = pos_logits - self.sampler.log_q(positives, n).unsqueeze(-1)
-            neg_logits = neg_logits - self.sampler.log_q(negatives, n).unsqueeze(0)
-        drop = negatives.unsqueeze(0) == positives.unsqueeze(1)
-        if seen is not None:
-            drop |= seen_columns(seen, negatives, len(positives), num_items)
-        neg_logits = neg_logits.masked_fill(drop, float("-inf"))
+            offset = offset - self.sampler.log_q(negatives, n)
+        neg_logits = neg_logits + offset.unsqueeze(0)
+        # Column 0 is the positive. Left out of a row: its own positive among the negatives (it is
+        # not a negative) and, with `seen`, the titles it has seen; the loss writes -inf over them
+        # in place and its backward is softmax minus one-hot (fewer passes over [rows, negatives]
+        # than an autograd masked_fill and logsumexp). Found per pair, never as an [N, M] mask.
+        rows, cols = negative_columns(positives, negatives, num_items, seen)
         logits = torch.cat([pos_logits, neg_logits], dim=1).float()
-        return torch.logsumexp(logits, dim=1) - logits[:, 0]
+        first = torch.zeros(len(positives), dtype=torch.long, device=logits.device)
+        return softmax_cross_entropy(logits, first, (rows, cols + 1))
 
     def describe(self) -> str:
         return f"sampled-softmax[{self.sampler.describe()}{', logQ' if self.logq else ''}]"

@@ -68,6 +68,28 @@ class PopularitySampler(NegativeSampler):
         return f"popularity({self.num}, alpha={self.alpha})"
 
 
+class TopSampler(NegativeSampler):
+    """The `num` most frequent titles, every time (log Q 0: each is in every sample exactly once).
+    Mixed with a random sampler over the whole catalog ("top+uniform"), the softmax is exact over
+    the head, where the hard negatives of most rows are, and estimated over the tail."""
+
+    def __init__(self, counts: torch.Tensor, num: int) -> None:
+        order = torch.argsort(counts.clamp(min=0).double()[NUM_RESERVED:], descending=True, stable=True)
+        self.ids, self.num = order[:num] + NUM_RESERVED, num
+        self.member = torch.zeros(len(counts), dtype=torch.bool)
+        self.member[self.ids] = True
+
+    def sample(self, positives, generator=None):
+        return self.ids.to(positives.device)
+
+    def log_q(self, ids, n_positives):
+        """0 for the top titles (always sampled once), -80 (never) for the rest, as the others clamp."""
+        return torch.where(self.member.to(ids.device)[ids], 0.0, -80.0)
+
+    def describe(self) -> str:
+        return f"top({self.num})"
+
+
 class InBatchSampler(NegativeSampler):
     """The batch's own distinct positives; an item is in the batch with probability about
     1 - (1 - p)^N for unigram frequency p, which is its log Q."""
@@ -115,6 +137,8 @@ def build_sampler(kind: str, num_items: int, num_negatives: int, counts: torch.T
             parts.append(PopularitySampler(counts, num_negatives))
         elif name == "in-batch":
             parts.append(InBatchSampler(counts))
+        elif name == "top":
+            parts.append(TopSampler(counts, num_negatives))
         else:
-            raise ConfigError(f"unknown negative sampler {name!r} in {kind!r} (uniform, popularity, in-batch)")
+            raise ConfigError(f"unknown negative sampler {name!r} in {kind!r} (uniform, popularity, in-batch, top)")
     return parts[0] if len(parts) == 1 else MixedSampler(parts)
