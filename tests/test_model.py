@@ -12,7 +12,7 @@ from genrec.events import NUM_RESERVED, UNK_INDEX
 from genrec.model import (PRESETS, FullSoftmaxLoss, GenerativeRecommender, InBatchSampler, MixedSampler, NewTitles,
                           ModelConfig, PopularitySampler, SampledSoftmaxLoss, UniformSampler, backbone_params,
                           build_sampler, preset_config, preset_value, top_k)
-from genrec.model.losses import softmax_cross_entropy
+from genrec.model.losses import negative_columns, softmax_cross_entropy
 
 
 def tiny(**kw) -> GenerativeRecommender:
@@ -281,6 +281,18 @@ def test_sampled_softmax_leaves_seen_titles_out_as_the_full_softmax_does():
     doubled = FixedSampler(catalog + [NUM_RESERVED + 4], {i: 0.0 for i in catalog})
     again = SampledSoftmaxLoss(doubled, logq=False)(q, pos, lambda ids: table[ids], 12, seen=seen)
     assert torch.allclose(again[[0, 2]], full[[0, 2]], atol=1e-6) and again[1] > full[1]
+
+
+def test_negative_columns_finds_each_rows_positive_and_seen_titles_among_the_negatives():
+    """Titles below, between and above the sorted negatives find no column; those among them find
+    their own, per row (the binary search must not match a neighbour)."""
+    negatives = torch.tensor([10, 20, 30])
+    positives = torch.tensor([20, 5, 35, 30])
+    rows, cols = negative_columns(positives, negatives)
+    assert sorted(zip(rows.tolist(), cols.tolist())) == [(0, 1), (3, 2)]
+    seen = (torch.tensor([1, 1, 2, 2, 3]), torch.tensor([10, 25, 30, 99, 0]))
+    rows, cols = negative_columns(positives, negatives, seen)
+    assert sorted(zip(rows.tolist(), cols.tolist())) == [(0, 1), (1, 0), (2, 2), (3, 2)]
 
 
 def test_sampled_softmax_subtracts_log_q_and_masks_the_positive():

@@ -100,21 +100,25 @@ class NewTitles:
         return logits.index_copy(1, col, torch.where(self.is_new(ids[col]), meta, logits[:, col]))
 
 
-def negative_columns(positives: torch.Tensor, negatives: torch.Tensor, num_items: int,
-                     seen: Seen | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rows [P], columns [P]) of the distinct `negatives` [M] to leave out of each row's softmax:
-    the row's own positive, and every title in `seen` (rows, ids) for that row. Costs the pairs,
-    never [rows, M]."""
-    slot = torch.full((num_items,), -1, dtype=torch.long, device=negatives.device)
-    slot[negatives] = torch.arange(len(negatives), device=negatives.device)
-    own = slot[positives]
-    rows = torch.nonzero(own >= 0).squeeze(1)
-    cols = own[rows]
+def negative_columns(positives: torch.Tensor, negatives: torch.Tensor, seen: Seen | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows [P], columns [P]) of the distinct, sorted `negatives` [M] to leave out of each row's
+    softmax: the row's own positive, and every title in `seen` (rows, ids) for that row. Binary
+    search over the negatives: costs the pairs, never [rows, M] nor a catalog-sized table."""
+    def columns(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        at = torch.searchsorted(negatives, ids).clamp_(min=0, max=max(len(negatives) - 1, 0))
+        if not len(negatives):
+            return torch.zeros_like(ids, dtype=torch.bool), at
+        hit = negatives[at] == ids
+        return hit, at
+
+    hit, at = columns(positives)
+    rows = torch.nonzero(hit).squeeze(1)
+    cols = at[rows]
     if seen is not None:
         seen_rows, seen_ids = seen
-        hit = slot[seen_ids]
-        keep = hit >= 0
-        rows, cols = torch.cat([rows, seen_rows[keep]]), torch.cat([cols, hit[keep]])
+        hit, at = columns(seen_ids)
+        rows, cols = torch.cat([rows, seen_rows[hit]]), torch.cat([cols, at[hit]])
     return rows, cols
 
 
@@ -156,8 +160,8 @@ class SampledSoftmaxLoss(Loss):
         self.sampler, self.logq = sampler, logq
 
     def __call__(self, queries, positives, items, num_items, generator=None, new_titles=None, seen=None):
-        # Each distinct negative once, its copies counted in its logit (+log count): the same loss as
-        # one column per copy, on fewer columns.
+        # Each distinct negative once (sorted), its copies counted in its logit (+log count): the
+        # same loss as one column per copy, on fewer columns.
         negatives, copies = torch.unique(self.sampler.sample(positives, generator), return_counts=True)  # [M]
         # One lookup for both: the tower runs once over their distinct titles, and with dense
         # gradients (TrainConfig.sparse_grads) each lookup's backward writes a whole [catalog, dim]
@@ -168,20 +172,21 @@ class SampledSoftmaxLoss(Loss):
             new = new_titles.row_is_new(positives).unsqueeze(1)
             pos_vectors = torch.where(new, new_titles.metadata(positives), pos_vectors)
         pos_logits = (queries * pos_vectors).sum(-1, keepdim=True)  # [N, 1]
-        neg_logits = queries @ neg_vectors.T  # [N, M]
-        if new_titles is not None:
-            neg_logits = new_titles.rescore(queries, neg_logits, negatives)
-        offset = copies.log().to(neg_logits.dtype)
+        offset = copies.log()
         if self.logq:
             n = positives.numel()
             pos_logits = pos_logits - self.sampler.log_q(positives, n).unsqueeze(-1)
             offset = offset - self.sampler.log_q(negatives, n)
-        neg_logits = neg_logits + offset.unsqueeze(0)
+        offset = offset.to(queries.dtype).unsqueeze(0)
+        if new_titles is None:  # the offset as addmm's bias: no second [N, M] tensor and pass
+            neg_logits = torch.addmm(offset, queries, neg_vectors.T)  # [N, M]
+        else:
+            neg_logits = new_titles.rescore(queries, queries @ neg_vectors.T, negatives) + offset
         # Column 0 is the positive. Left out of a row: its own positive among the negatives (it is
         # not a negative) and, with `seen`, the titles it has seen; the loss writes -inf over them
         # in place and its backward is softmax minus one-hot (fewer passes over [rows, negatives]
         # than an autograd masked_fill and logsumexp). Found per pair, never as an [N, M] mask.
-        rows, cols = negative_columns(positives, negatives, num_items, seen)
+        rows, cols = negative_columns(positives, negatives, seen)
         logits = torch.cat([pos_logits, neg_logits], dim=1).float()
         first = torch.zeros(len(positives), dtype=torch.long, device=logits.device)
         return softmax_cross_entropy(logits, first, (rows, cols + 1))
