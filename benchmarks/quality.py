@@ -29,9 +29,10 @@ from genrec.training import TrainConfig, launch_training
 
 # Tuned on ml-latest-small and synthetic data (never per data set at run time). The fit is bounded
 # by time, not steps, so it stays inside the 15-minute limit on data of any size: 840 s of training
-# (the step count is fitted from the measured speed at steps 20, 100, 400, 1,000 and every 500 after) plus start-up
-# and evaluation, fit 841-856 s on ml-latest-small (780 s until 2026-12-06: on the tuning split 860 s
-# instead of 769 gave +2.9% / +1.5%, seeds 0 / 1; on the test split nine seeds moved -0.0002, a tie). Steps are what this budget is short of: on the tuning split (`--tune 5`) NDCG@10
+# (the step count is fitted from the measured speed at steps 20, 100, 400, 1,000 and every 500 after)
+# plus start-up and evaluation, fit 841-856 s on ml-latest-small (780 s until 2026-12-06: on the
+# tuning split 860 s instead of 769 gave +2.9% / +1.5%, seeds 0 / 1; on the test split nine seeds
+# moved -0.0002, a tie). Steps are what this budget is short of: on the tuning split (`--tune 5`) NDCG@10
 # of 200K went 0.030 -> 0.049 from 300 to 1,000 steps (0.058 at 2,000), and batch 16 x 2,000 steps
 # (same events) gave 0.048. At 1,000 steps dropout 0.0 / 0.1 / 0.2 gave 0.051 / 0.055 / 0.049 (0.3
 # with weight decay 0.1: 0.045). The 100K preset (2 blocks x 64 wide, SASRec's shape) runs steps

@@ -105,12 +105,13 @@ def negative_columns(positives: torch.Tensor, negatives: torch.Tensor, seen: See
     """(rows [P], columns [P]) of the distinct, sorted `negatives` [M] to leave out of each row's
     softmax: the row's own positive, and every title in `seen` (rows, ids) for that row. Binary
     search over the negatives: costs the pairs, never [rows, M] nor a catalog-sized table."""
+    if not len(negatives):
+        nothing = positives.new_empty(0)
+        return nothing, nothing
+
     def columns(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        at = torch.searchsorted(negatives, ids).clamp_(min=0, max=max(len(negatives) - 1, 0))
-        if not len(negatives):
-            return torch.zeros_like(ids, dtype=torch.bool), at
-        hit = negatives[at] == ids
-        return hit, at
+        at = torch.searchsorted(negatives, ids).clamp_(max=len(negatives) - 1)
+        return negatives[at] == ids, at
 
     hit, at = columns(positives)
     rows = torch.nonzero(hit).squeeze(1)
