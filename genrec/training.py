@@ -450,7 +450,7 @@ class Trainer:
         if resume is None and self.warm_start_dir:
             self.warm_info = warm_start(model, self.warm_start_dir, self.vocab, self.tasks)
         self.model = model.to(self.ctx.device)
-        self.loss_fn = build_loss(cfg, len(self.vocab), self.vocab.counts)
+        self.loss_fn = build_loss(cfg, len(self.vocab), self.vocab.counts).to(self.ctx.device)
         step_module = TrainingStep(self.model, self.loss_fn, cfg.mtp_decay, *self._new_title_launch(),
                                    mtp_detach=cfg.mtp_detach, exclude_seen=cfg.exclude_seen)
         self.use_fsdp = self.ctx.distributed and (

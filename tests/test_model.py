@@ -366,6 +366,22 @@ def test_samplers_expected_counts():
         build_sampler("hard", 6, 3, counts)
 
 
+def test_samplers_moved_once_keep_their_tables_on_the_device_and_draw_there():
+    """Loss.to moves each sampler's catalog-sized tables once. The meta device stands in for a GPU:
+    a table left on the CPU would show up as a CPU tensor below."""
+    counts = torch.tensor([0, 0, 0, 10, 30, 60, 5])
+    meta = torch.device("meta")
+    loss = SampledSoftmaxLoss(build_sampler("popularity+in-batch+top+uniform", 7, 2, counts)).to(meta)
+    for sampler in loss.sampler.samplers:
+        assert all(t.device == meta for t in vars(sampler).values() if isinstance(t, torch.Tensor))
+    positives = torch.tensor([3, 5], device=meta)
+    for sampler in loss.sampler.samplers:
+        if not isinstance(sampler, InBatchSampler):  # draws the batch's own positives (unique has no meta kernel)
+            assert sampler.sample(positives).device == meta
+        assert sampler.log_q(positives, 2).device == meta
+    assert FullSoftmaxLoss().to(meta).describe() == "full-softmax"
+
+
 def test_top_k_blocks_and_seen_filter_match_a_plain_sort():
     torch.manual_seed(0)
     q, items = torch.randn(4, 8), torch.randn(103, 8)

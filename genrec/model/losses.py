@@ -124,6 +124,10 @@ def negative_columns(positives: torch.Tensor, negatives: torch.Tensor, seen: See
 
 
 class Loss(abc.ABC):
+    def to(self, device: torch.device | str) -> "Loss":
+        """This loss with whatever tables it holds on `device` (the training step's)."""
+        return self
+
     @abc.abstractmethod
     def __call__(self, queries: torch.Tensor, positives: torch.Tensor, items: ItemLookup, num_items: int,
                  generator: torch.Generator | None = None, new_titles: NewTitles | None = None,
@@ -159,6 +163,10 @@ class SampledSoftmaxLoss(Loss):
 
     def __init__(self, sampler: NegativeSampler, logq: bool = True) -> None:
         self.sampler, self.logq = sampler, logq
+
+    def to(self, device):
+        self.sampler = self.sampler.to(device)
+        return self
 
     def __call__(self, queries, positives, items, num_items, generator=None, new_titles=None, seen=None):
         # Each distinct negative once (sorted), its copies counted in its logit (+log count): the

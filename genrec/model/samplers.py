@@ -15,6 +15,15 @@ from genrec.events import NUM_RESERVED
 
 
 class NegativeSampler(abc.ABC):
+    def to(self, device: torch.device | str) -> "NegativeSampler":
+        """This sampler with its tables on `device`, moved once: sample and log_q then index them
+        where the training step runs (a catalog-sized host-to-device copy per step otherwise, and a
+        CPU table cannot be drawn from with a CUDA generator)."""
+        for name, value in vars(self).items():
+            if isinstance(value, torch.Tensor):
+                setattr(self, name, value.to(device))
+        return self
+
     @abc.abstractmethod
     def sample(self, positives: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """positives [N] long -> negative ids [M] long (never a reserved index)."""
@@ -59,10 +68,10 @@ class PopularitySampler(NegativeSampler):
         self.p, self.num, self.alpha = _probabilities(counts, alpha), num, alpha
 
     def sample(self, positives, generator=None):
-        return torch.multinomial(self.p, self.num, replacement=True, generator=generator).to(positives.device)
+        return torch.multinomial(self.p, self.num, replacement=True, generator=generator)
 
     def log_q(self, ids, n_positives):
-        return torch.log(self.num * self.p.to(ids.device)[ids]).clamp(min=-80.0)
+        return torch.log(self.num * self.p[ids]).clamp(min=-80.0)
 
     def describe(self) -> str:
         return f"popularity({self.num}, alpha={self.alpha})"
@@ -80,11 +89,11 @@ class TopSampler(NegativeSampler):
         self.member[self.ids] = True
 
     def sample(self, positives, generator=None):
-        return self.ids.to(positives.device)
+        return self.ids
 
     def log_q(self, ids, n_positives):
         """0 for the top titles (always sampled once), -80 (never) for the rest, as the others clamp."""
-        return torch.where(self.member.to(ids.device)[ids], 0.0, -80.0)
+        return torch.where(self.member[ids], 0.0, -80.0)
 
     def describe(self) -> str:
         return f"top({self.num})"
@@ -101,7 +110,7 @@ class InBatchSampler(NegativeSampler):
         return torch.unique(positives[positives >= NUM_RESERVED])
 
     def log_q(self, ids, n_positives):
-        p = self.p.to(ids.device)[ids].double()
+        p = self.p[ids].double()
         return torch.log(-torch.expm1(n_positives * torch.log1p(-p.clamp(max=1 - 1e-12)))).float().clamp(min=-80.0)
 
     def describe(self) -> str:
@@ -113,6 +122,10 @@ class MixedSampler(NegativeSampler):
 
     def __init__(self, samplers: list[NegativeSampler]) -> None:
         self.samplers = samplers
+
+    def to(self, device):
+        self.samplers = [s.to(device) for s in self.samplers]
+        return self
 
     def sample(self, positives, generator=None):
         return torch.cat([s.sample(positives, generator) for s in self.samplers])
