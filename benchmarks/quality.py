@@ -202,8 +202,8 @@ def main() -> None:
     parser.add_argument("--skip-genrec", action="store_true")
     parser.add_argument("--embeddings", default=None, help="title embeddings Parquet (genrec embed) for the semantic tower")
     parser.add_argument("--nproc", type=int, default=1,
-                        help="torchrun processes for genrec, one thread each (2 cores, 200K before the faster step: "
-                             "1,102 steps in 780 s vs 1,053 for one process on 2 threads)")
+                        help="torchrun processes for genrec, one thread each (2 cores, 100K: 3.6 steps a second "
+                             "either way, 1 process on 2 threads or 2 on one; the README's seeds ran 2)")
     parser.add_argument("--peer-epochs", type=int, default=150)
     parser.add_argument("--tune", type=int, default=0, metavar="N",
                         help="tuning split: drop each user's last (test) event, then score the N events before "
