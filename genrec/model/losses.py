@@ -175,17 +175,18 @@ class SampledSoftmaxLoss(Loss):
         # One lookup for both: the tower runs once over their distinct titles, and with dense
         # gradients (TrainConfig.sparse_grads) each lookup's backward writes a whole [catalog, dim]
         # gradient (head_cost.py at 1M titles: 1.70x -> 1.38-1.54x the backbone alone).
-        vectors = items(torch.cat([positives, negatives]))
+        ids = torch.cat([positives, negatives])
+        vectors = items(ids)
         pos_vectors, neg_vectors = vectors[:len(positives)], vectors[len(positives):]
         if new_titles is not None:
             new = new_titles.row_is_new(positives).unsqueeze(1)
             pos_vectors = torch.where(new, new_titles.metadata(positives), pos_vectors)
         pos_logits = (queries * pos_vectors).sum(-1, keepdim=True)  # [N, 1]
         offset = copies.log()
-        if self.logq:
-            n = positives.numel()
-            pos_logits = pos_logits - self.sampler.log_q(positives, n).unsqueeze(-1)
-            offset = offset - self.sampler.log_q(negatives, n)
+        if self.logq:  # one log Q call over the same ids as the lookup
+            log_q = self.sampler.log_q(ids, positives.numel())
+            pos_logits = pos_logits - log_q[:len(positives)].unsqueeze(-1)
+            offset = offset - log_q[len(positives):]
         offset = offset.to(queries.dtype).unsqueeze(0)
         if new_titles is None:  # the offset as addmm's bias: no second [N, M] tensor and pass
             neg_logits = torch.addmm(offset, queries, neg_vectors.T)  # [N, M]
