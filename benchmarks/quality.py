@@ -144,10 +144,14 @@ def genrec_row(seq_dir: str, out_dir: str, config: TrainConfig, embeddings: str 
     started = time.perf_counter()
     metrics = launch_training(seq_dir, out_dir, config, embeddings_path=embeddings, nproc=nproc)
     m = metrics["tasks"]["play"]
-    return {"model": f"genrec-{config.preset}", "hr@10": m["recall@10"], "ndcg@10": m["ndcg@10"], "mrr": m["mrr"],
-            "fit_s": round(time.perf_counter() - started, 2), "train_s": metrics["train_seconds"],
-            "steps": metrics["steps"], "config": {k: v for k, v in dataclasses.asdict(config).items()
-                                                  if v != getattr(TrainConfig(), k)}}
+    row = {"model": f"genrec-{config.preset}" + (f"x{config.members}" if config.members > 1 else ""),
+           "hr@10": m["recall@10"], "ndcg@10": m["ndcg@10"], "mrr": m["mrr"],
+           "fit_s": round(time.perf_counter() - started, 2), "train_s": metrics["train_seconds"], "steps": metrics["steps"]}
+    if "member_metrics" in metrics:  # each member alone, beside the ensemble
+        row["members"] = [{"ndcg@10": mm["tasks"]["play"]["ndcg@10"], "steps": mm["steps"]}
+                          for mm in metrics["member_metrics"].values()]
+    row["config"] = {k: v for k, v in dataclasses.asdict(config).items() if v != getattr(TrainConfig(), k)}
+    return row
 
 
 def sasrec_row(events: pa.Table, epochs: int) -> dict:

@@ -14,6 +14,7 @@ def train(
     tower_combine: str = "sum",
     optimizer: str = "auto",
     nproc: int = 1,
+    members: int = 1,
     registry_uri: str = "",
     warm_start: bool = True,
 ):
@@ -22,10 +23,10 @@ def train(
     from genrec.training import TrainConfig, launch_training
 
     config = TrainConfig(preset=preset, max_steps=max_steps, mtp_depth=mtp_depth, mask_new_days=cold_start_days,
-                         tower_combine=tower_combine, optimizer=optimizer)
+                         tower_combine=tower_combine, optimizer=optimizer, members=members)
     with champion_model(registry_uri if warm_start else "") as champion:
         result = launch_training(sequences.path, model.path, config, embeddings_path=embeddings.path,
                                  warm_start_dir=champion.local_dir if champion else None, nproc=nproc)
     log_metrics(metrics, result)
-    model.metadata.update({"preset": preset, "num_params": result.get("num_params"),
+    model.metadata.update({"preset": preset, "members": members, "num_params": result.get("num_params"),
                            "warm_start": champion.model_uri if champion else ""})

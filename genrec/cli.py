@@ -101,19 +101,22 @@ def embed(sequences_dir: str, out_path: str, encoder: str, cache_path: str | Non
               help="muon: Muon for the blocks' and head's weight matrices (more per step), AdamW for the rest; "
                    "auto: muon unless FSDP shards the model, adamw then.")
 @click.option("--nproc", default=1, show_default=True, help="torchrun processes on this machine.")
+@click.option("--members", default=1, show_default=True,
+              help="Independent models trained side by side (nproc / members processes each, at least one) "
+                   "and scored as one, by the mean of their logits.")
 @click.option("--warm-start", "warm_start_dir", default=None, help="Model folder to warm-start from.")
 @click.option("--config", "config_json", default=None,
               help='Any other TrainConfig fields as a JSON object, e.g. \'{"precision": "bf16", "lr": 0.001}\'; '
                    "its fields win over the flags above.")
 def train(sequences_dir, embeddings_path, out_dir, preset, max_steps, mtp_depth, cold_start_days, tower_combine,
-          optimizer, nproc, warm_start_dir, config_json) -> None:
+          optimizer, nproc, members, warm_start_dir, config_json) -> None:
     """Train a generative recommender through torchrun (gloo on CPU, nccl on GPU)."""
     import dataclasses
 
     from genrec.training import TrainConfig, launch_training
 
     fields = dict(preset=preset, max_steps=max_steps, mtp_depth=mtp_depth, mask_new_days=cold_start_days,
-                  tower_combine=tower_combine, optimizer=optimizer)
+                  tower_combine=tower_combine, optimizer=optimizer, members=members)
     if config_json:
         try:
             extra = json.loads(config_json)

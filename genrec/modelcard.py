@@ -9,7 +9,7 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
-_CONFIG_KEYS = ("description", "preset", "num_params", "tasks", "mtp_depth", "loss", "sampler", "item_tower",
+_CONFIG_KEYS = ("description", "preset", "members", "num_params", "tasks", "mtp_depth", "loss", "sampler", "item_tower",
                 "vocabulary_fingerprint")
 _ARCHITECTURE_KEYS = ("n_layer", "n_head", "n_embd", "max_len", "num_items", "item_dim", "semantic_dim",
                       "tower_combine")

@@ -168,6 +168,11 @@ class TrainConfig:
     # the extra steps did not pay: test NDCG@10 fell on three seeds (benchmarks/quality.py).
     precision: str = "auto"
     num_threads: int = 0  # torch CPU threads per process (0: cores / processes)
+    # Independent models trained side by side (each its own torchrun run, seeded apart, with
+    # nproc / members processes) and scored as one: the mean of their logits (genrec.members,
+    # genrec.model.ensemble). On 2 CPU cores two one-thread members train more steps between them
+    # than one model on both cores, and their mean ranks better than either (benchmarks/quality.py).
+    members: int = 1
 
     def __post_init__(self) -> None:
         if self.loss not in ("full", "sampled"):
@@ -188,6 +193,8 @@ class TrainConfig:
             raise ConfigError("max_steps >= 0, batch_size >= 1, grad_accum >= 1 and max_len >= 2 are required")
         if not 0 <= self.window_stride <= self.max_len:
             raise ConfigError(f"window_stride {self.window_stride} must be in [0, max_len] (0: max_len)")
+        if self.members < 1:
+            raise ConfigError(f"members {self.members} must be >= 1 (1: one model, no ensemble)")
         if self.bucket_pool < 0:
             raise ConfigError(f"bucket_pool {self.bucket_pool} must be >= 0 (0: random batches)")
         check_tower_combine(self.tower_combine)
@@ -363,14 +370,20 @@ def read_semantic(path: str, vocab: Vocabulary) -> np.ndarray:
 PER_TITLE_TENSORS = ("tower.id_embedding.weight", "tower.bias.weight")
 
 
-def warm_start(model: GenerativeRecommender, old_dir: str, vocab: Vocabulary, tasks: tuple[str, ...]) -> dict:
+def warm_start(model: GenerativeRecommender, old_dir: str, vocab: Vocabulary, tasks: tuple[str, ...],
+               member: int = 0) -> dict:
     """Load a previous model's weights: titles in both vocabularies keep their ID embeddings and
     biases bit-identical, new titles start with a zero ID part (scored by the semantic tower), other
-    tensors load when their shapes (and, for heads, the task list) agree."""
+    tensors load when their shapes (and, for heads, the task list) agree. From an ensemble
+    (TrainConfig.members), member `member` modulo its size is the previous model."""
     from safetensors.torch import load_file
 
     old_state = load_file(os.path.join(old_dir, MODEL_WEIGHTS_FILE))
     old_cfg = json.loads(open(os.path.join(old_dir, MODEL_CONFIG_FILE)).read())
+    old_members = int(old_cfg.get("members", 1))
+    if old_members > 1:
+        prefix = f"members.{member % old_members}."
+        old_state = {k.removeprefix(prefix): v for k, v in old_state.items() if k.startswith(prefix)}
     old_vocab = read_vocabulary(os.path.join(old_dir, VOCAB_FILE))
     old_residual = ModelConfig.from_saved(old_cfg.get("model", {})).mtp_residual
     state = model.state_dict()
@@ -399,7 +412,7 @@ def warm_start(model: GenerativeRecommender, old_dir: str, vocab: Vocabulary, ta
         else:
             skipped.append(name)
     model.load_state_dict(state)
-    return {"from": old_dir, "loaded_tensors": loaded, "skipped_tensors": len(skipped),
+    return {"from": old_dir, "member": member % old_members, "loaded_tensors": loaded, "skipped_tensors": len(skipped),
             "reused_items": int(reused), "new_items": int(len(vocab) - NUM_RESERVED - reused)}
 
 
@@ -409,9 +422,13 @@ class Trainer:
     cleanup() releases the process group. One code path for 1 or N processes."""
 
     def __init__(self, data_dir: str, out_dir: str, config: TrainConfig, embeddings_path: str | None = None,
-                 warm_start_dir: str | None = None) -> None:
+                 warm_start_dir: str | None = None, warm_start_member: int = 0) -> None:
+        if config.members > 1:
+            raise ConfigError(f"members {config.members}: an ensemble trains through launch_training (genrec "
+                              "train, the pipeline), which runs each member as a run of its own")
         self.data_dir, self.out_dir, self.config = data_dir, out_dir, config
         self.embeddings_path, self.warm_start_dir = embeddings_path, warm_start_dir
+        self.warm_start_member = warm_start_member
         self.step, self.tokens, self.train_seconds = 0, 0, 0.0
         self.step_cap = config.max_steps  # what a time budget may never exceed (max_steps, max_tokens)
         self.calibrated_at: tuple[int, float] = (0, 0.0)  # (step, train_seconds) of the first budget fit
@@ -448,7 +465,7 @@ class Trainer:
             model.tower.set_semantic(torch.from_numpy(semantic))
         resume = load_latest_checkpoint(self.out_dir)
         if resume is None and self.warm_start_dir:
-            self.warm_info = warm_start(model, self.warm_start_dir, self.vocab, self.tasks)
+            self.warm_info = warm_start(model, self.warm_start_dir, self.vocab, self.tasks, self.warm_start_member)
         self.model = model.to(self.ctx.device)
         self.loss_fn = build_loss(cfg, len(self.vocab), self.vocab.counts).to(self.ctx.device)
         step_module = TrainingStep(self.model, self.loss_fn, cfg.mtp_decay, *self._new_title_launch(),
@@ -685,14 +702,7 @@ class Trainer:
                                 cfg.eval_batch_size, self.ctx.device)
 
     def save_model(self, metrics: dict, per_user: pa.Table) -> None:
-        """Write the model folder through a staging dir; metrics.json is moved in last."""
-        from safetensors.torch import save_file
-
-        staging = os.path.join(self.out_dir, ".staging")
-        shutil.rmtree(staging, ignore_errors=True)
-        os.makedirs(staging)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        save_file(state, os.path.join(staging, MODEL_WEIGHTS_FILE))
+        """Write the model folder (see write_model_folder)."""
         model_card = {
             "preset": self.config.preset, "model": asdict(self.model_config), "tasks": list(self.tasks),
             "mtp_depth": self.config.mtp_depth, "vocabulary_fingerprint": self.vocab.fingerprint,
@@ -702,15 +712,8 @@ class Trainer:
             "train": asdict(self.config) | {"optimizer": self.optimizer_name},  # what "auto" resolved to
             "description": describe_run(self.config, self.loss_fn),
         }
-        with open(os.path.join(staging, MODEL_CONFIG_FILE), "w") as fh:
-            json.dump(model_card, fh, indent=2)
-        shutil.copyfile(os.path.join(self.data_dir, VOCAB_FILE), os.path.join(staging, VOCAB_FILE))
-        pq.write_table(per_user, os.path.join(staging, PER_USER_FILE))
-        with open(os.path.join(staging, MODEL_METRICS_FILE), "w") as fh:
-            json.dump(metrics, fh, indent=2)
-        for name in (MODEL_WEIGHTS_FILE, MODEL_CONFIG_FILE, VOCAB_FILE, PER_USER_FILE, MODEL_METRICS_FILE):
-            os.replace(os.path.join(staging, name), os.path.join(self.out_dir, name))
-        os.rmdir(staging)
+        write_model_folder(self.out_dir, self.model.state_dict(), model_card, os.path.join(self.data_dir, VOCAB_FILE),
+                           per_user, metrics)
 
     def _gather_model(self) -> None:
         """Under FSDP, gather the full weights (every rank takes part) into a plain model on rank 0,
@@ -753,6 +756,27 @@ class Trainer:
             dist.destroy_process_group()
 
 
+def write_model_folder(out_dir: str, state: dict[str, torch.Tensor], card: dict, vocab_path: str,
+                       per_user: pa.Table, metrics: dict) -> None:
+    """Write a model folder through a staging dir; metrics.json, which says the folder is complete,
+    is moved in last, so a reader never sees a half-written model."""
+    from safetensors.torch import save_file
+
+    staging = os.path.join(out_dir, ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, os.path.join(staging, MODEL_WEIGHTS_FILE))
+    with open(os.path.join(staging, MODEL_CONFIG_FILE), "w") as fh:
+        json.dump(card, fh, indent=2)
+    shutil.copyfile(vocab_path, os.path.join(staging, VOCAB_FILE))
+    pq.write_table(per_user, os.path.join(staging, PER_USER_FILE))
+    with open(os.path.join(staging, MODEL_METRICS_FILE), "w") as fh:
+        json.dump(metrics, fh, indent=2)
+    for name in (MODEL_WEIGHTS_FILE, MODEL_CONFIG_FILE, VOCAB_FILE, PER_USER_FILE, MODEL_METRICS_FILE):
+        os.replace(os.path.join(staging, name), os.path.join(out_dir, name))
+    os.rmdir(staging)
+
+
 def describe_run(config: TrainConfig, loss: Loss) -> str:
     """One line naming what makes this run different (used for run names and model cards)."""
     return (f"genrec-{config.preset} {loss.describe()} mtp={config.mtp_depth} mask={config.mask_prob} "
@@ -763,15 +787,28 @@ def describe_run(config: TrainConfig, loss: Loss) -> str:
 def launch_training(data_dir: str, out_dir: str, config: TrainConfig, embeddings_path: str | None = None,
                     warm_start_dir: str | None = None, nproc: int = 1) -> dict:
     """Run `torchrun --standalone --nproc_per_node=nproc -m genrec.training ...` and return the
-    validation metrics (also in out_dir/metrics.json). Resumes from out_dir/checkpoints if present."""
+    validation metrics (also in out_dir/metrics.json). Resumes from out_dir/checkpoints if present.
+    An ensemble (config.members > 1) runs one such torchrun per member, side by side (genrec.members)."""
+    if config.members > 1:
+        from genrec.members import train_members
+
+        return train_members(data_dir, out_dir, config, embeddings_path, warm_start_dir, nproc)
+    return run_torchrun(data_dir, out_dir, config, embeddings_path, warm_start_dir, nproc)
+
+
+def run_torchrun(data_dir: str, out_dir: str, config: TrainConfig, embeddings_path: str | None = None,
+                 warm_start_dir: str | None = None, nproc: int = 1, warm_start_member: int = 0,
+                 env_overrides: dict[str, str] | None = None) -> dict:
+    """One torchrun of the training worker (see launch_training); `env_overrides` are set in the
+    workers' environment (an ensemble member's GPUs)."""
     os.makedirs(out_dir, exist_ok=True)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "genrec.training", "--data", data_dir, "--out", out_dir, "--config", config.to_json()]
     if embeddings_path:
         cmd += ["--embeddings", embeddings_path]
     if warm_start_dir:
-        cmd += ["--warm-start", warm_start_dir]
-    env = dict(os.environ)
+        cmd += ["--warm-start", warm_start_dir, "--warm-start-member", str(warm_start_member)]
+    env = dict(os.environ) | (env_overrides or {})
     env.setdefault("OMP_NUM_THREADS", str(config.num_threads or max(1, (os.cpu_count() or 1) // nproc)))
     # torchrun leaves a torchelastic_* log folder in the temp dir of every launch: keep it, and the
     # workers' own temporary files, in a folder that goes with the run.
@@ -818,10 +855,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="{}", help="TrainConfig as JSON")
     parser.add_argument("--embeddings", default=None, help="semantic embeddings Parquet")
     parser.add_argument("--warm-start", default=None, help="previous model folder")
+    parser.add_argument("--warm-start-member", type=int, default=0, help="member to start from when it is an ensemble")
     args = parser.parse_args(argv)
     trainer = None
     try:
-        trainer = Trainer(args.data, args.out, TrainConfig.from_json(args.config), args.embeddings, args.warm_start)
+        trainer = Trainer(args.data, args.out, TrainConfig.from_json(args.config), args.embeddings, args.warm_start,
+                          args.warm_start_member)
         trainer.setup()
         metrics = trainer.run()
         if metrics is not None:

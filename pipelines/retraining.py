@@ -56,6 +56,7 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
         tower_combine: str = "sum",
         optimizer: str = "auto",
         nproc: int = 1,
+        train_members: int = 1,
         sweep_presets: List[str] = ["50K", "200K", "500K"],
         sweep_steps: int = 80,
         delays: List[int] = [0, 1, 2],
@@ -84,6 +85,8 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
             optimizer: "auto" (Muon unless FSDP shards the model, then AdamW), "muon" (Muon for the
                 blocks' and head's weight matrices, AdamW for the rest: more quality per step) or "adamw".
             nproc: torchrun processes per node for training.
+            train_members: independent models trained side by side as the candidate and scored as one
+                (the mean of their logits; nproc / train_members processes each). Sweep points stay single.
             sweep_presets: backbone sizes trained for the scaling-law diagnosis.
             sweep_steps: optimizer steps per sweep point (a fixed token budget).
             delays: cached-serving delays (in requests) evaluated in the shadow window.
@@ -108,7 +111,8 @@ def build_pipeline(options: PipelineOptions = PipelineOptions()):
         candidate = _train_resources(c.train(
             sequences=extract.outputs["sequences"], embeddings=embed.outputs["embeddings"],
             preset=train_preset, max_steps=train_steps, mtp_depth=mtp_depth, cold_start_days=cold_start_days,
-            tower_combine=tower_combine, optimizer=optimizer, nproc=nproc, registry_uri=registry_uri, warm_start=True,
+            tower_combine=tower_combine, optimizer=optimizer, nproc=nproc, members=train_members,
+            registry_uri=registry_uri, warm_start=True,
         ).set_display_name("train candidate (torchrun)"))
         candidate.set_caching_options(False)
 

@@ -17,13 +17,14 @@ from genrec.data import Vocabulary, gap_buckets, read_vocabulary
 from genrec.errors import ConfigError, InputError
 from genrec.events import MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE, UNK_INDEX, VOCAB_FILE
 from genrec.model.config import ModelConfig
+from genrec.model.ensemble import MemberEnsemble, build_model
 from genrec.model.retrieval import top_k
 from genrec.model.transformer import GenerativeRecommender
 from genrec.recommender import History, Recommender
 
 
 class TransformerRecommender(Recommender):
-    def __init__(self, model: GenerativeRecommender, vocab: Vocabulary, tasks: Sequence[str], description: str,
+    def __init__(self, model: GenerativeRecommender | MemberEnsemble, vocab: Vocabulary, tasks: Sequence[str], description: str,
                  semantic: dict[str, np.ndarray] | None = None, batch_size: int = 256) -> None:
         self.model = model.eval()
         self.vocab = vocab
@@ -55,7 +56,7 @@ class TransformerRecommender(Recommender):
                     raise ConfigError(f"catalog vectors have shape {tuple(given.shape)}, expected ({len(ids)}, {dim})")
                 have = given.abs().sum(1) > 0
                 vec[have] = given[have]
-        self._catalog = self.model.finish_items(tower.represent(positions, vec))
+        self._catalog = self.model.represent_items(positions, vec)
         self._catalog_row = {item: i for i, item in enumerate(ids)}
 
     def _head(self, task: str, delay: int) -> int:
@@ -89,7 +90,7 @@ class TransformerRecommender(Recommender):
         vectors = None
         if outside and self.model.tower.mlp is not None:
             # A title launched after training is read from its metadata, as it is scored.
-            vectors = self.model.item_vectors(items_t)[..., :-1].clone()
+            vectors = self.model.input_vectors(self.model.item_vectors(items_t)).clone()
             rows, cols, ids = zip(*outside)
             vectors[list(rows), list(cols)] = self._outside_vectors(list(ids))
         hidden = self.model(items_t, torch.from_numpy(types), torch.from_numpy(gaps), vectors=vectors)
@@ -97,20 +98,19 @@ class TransformerRecommender(Recommender):
 
     @torch.no_grad()
     def _outside_vectors(self, ids: list[str]) -> torch.Tensor:
-        """[N, item_dim] input vectors of titles outside the vocabulary: their catalog row when
+        """[N, input_dim] input vectors of titles outside the vocabulary: their catalog row when
         set_catalog gave them one, else their metadata from the embeddings file (zeros: none)."""
-        cfg = self.model.config
-        out = torch.empty(len(ids), cfg.item_dim)
+        out = torch.empty(len(ids), self.model.input_dim)
         in_catalog = self._catalog is not None
         rows = [self._catalog_row.get(i, -1) if in_catalog else -1 for i in ids]
         have = [j for j, r in enumerate(rows) if r >= 0]
         if have:
-            out[have] = self._catalog[[rows[j] for j in have], :-1]
+            out[have] = self.model.input_vectors(self._catalog[[rows[j] for j in have]])
         rest = [j for j, r in enumerate(rows) if r < 0]
         if rest:
             unknown = torch.full((len(rest),), -1, dtype=torch.long)
             meta = self._file_metadata([ids[j] for j in rest])
-            out[rest] = self.model.finish_items(self.model.tower.represent(unknown, meta))[:, :-1]
+            out[rest] = self.model.input_vectors(self.model.represent_items(unknown, meta))
         return out
 
     def _file_metadata(self, ids: list[str]) -> torch.Tensor:
@@ -161,14 +161,15 @@ class TransformerRecommender(Recommender):
         return idx.numpy(), scores.numpy()
 
 
-def load_model(model_dir: str) -> tuple[GenerativeRecommender, dict]:
-    """Model and its config card from a model folder (safetensors: no code runs on load)."""
+def load_model(model_dir: str) -> tuple[GenerativeRecommender | MemberEnsemble, dict]:
+    """Model (or ensemble: card "members") and its config card from a model folder (safetensors:
+    no code runs on load)."""
     from safetensors.torch import load_file
 
     try:
         with open(os.path.join(model_dir, MODEL_CONFIG_FILE)) as fh:
             card = json.load(fh)
-        model = GenerativeRecommender(ModelConfig.from_saved(card["model"]))
+        model = build_model(ModelConfig.from_saved(card["model"]), card.get("members", 1))
         model.load_state_dict(load_file(os.path.join(model_dir, MODEL_WEIGHTS_FILE)))
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
         raise InputError(f"{model_dir}: not a readable genrec model folder ({exc})") from None

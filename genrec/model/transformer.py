@@ -127,6 +127,21 @@ class GenerativeRecommender(nn.Module):
             return raw
         return torch.cat([F.normalize(raw[..., :-1], dim=-1), raw[..., -1:]], dim=-1)
 
+    def represent_items(self, indices: torch.Tensor, vectors: torch.Tensor | None) -> torch.Tensor:
+        """Scored form of vocabulary rows `indices` (-1: outside it) with metadata `vectors` given
+        instead of the stored ones (serving's catalog of titles the model may not know)."""
+        return self.finish_items(self.tower.represent(indices, vectors))
+
+    @staticmethod
+    def input_vectors(scored: torch.Tensor) -> torch.Tensor:
+        """Scored form [..., item_dim + 1] -> the item vector the input reads (the bias dropped)."""
+        return scored[..., :-1]
+
+    @property
+    def input_dim(self) -> int:
+        """Width of forward's `vectors`."""
+        return self.config.item_dim
+
     def item_table(self, mask: torch.Tensor | None = None) -> torch.Tensor:
         """[V, item_dim + 1] the whole vocabulary (row i = index i)."""
         return self.item_vectors(torch.arange(self.config.num_items, device=self.wpe.weight.device), mask)
@@ -142,7 +157,7 @@ class GenerativeRecommender(nn.Module):
             raise ValueError(f"sequence length {T} exceeds max_len {self.config.max_len}")
         pos = torch.arange(T, device=items.device)
         if vectors is None:
-            vectors = self.item_vectors(items, mask)[..., :-1]
+            vectors = self.input_vectors(self.item_vectors(items, mask))
         x = self.item_in(vectors) + self.wpe(pos)[None] + self.wtype(types) + self.wgap(gaps)
         x = x * (items != PAD_INDEX).unsqueeze(-1)
         x = self.drop(x)
