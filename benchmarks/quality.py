@@ -61,9 +61,13 @@ from genrec.training import TrainConfig, launch_training
 # AdamW, not the pipeline's default Muon ("auto"): Muon learns more per step in short, step-bounded
 # runs (the built-in data), but in this benchmark's ~4,000 time-bounded steps it did not pay on the
 # test split (same-day pairs, seeds 0 / 1: 0.0475 / 0.0471 vs AdamW's 0.0550 / 0.0464; HISTORY.md).
+# Two members (TrainConfig.members; with --nproc 2 each trains on one core, 840 s each, side by side),
+# scored by the mean of their logits: tuning split (769 s, seed 0) 0.0729 against its members' 0.0669 /
+# 0.0620 and 0.0595 for one model on both cores (`--nproc 2`, 2,693 steps vs 1,857 + 1,856).
 BENCH_DEFAULTS = dict(preset="100K", max_steps=100_000, max_seconds=840.0, batch_size=32, max_len=200, loss="full", mtp_depth=0,
                       mask_prob=0.0, dropout=0.1, lr=2e-3, warmup_steps=50, item_dim=64, filter_seen=True,
-                      exclude_seen=True, checkpoint_every=0, bucket_pool=8, window_stride=100, optimizer="adamw")
+                      exclude_seen=True, checkpoint_every=0, bucket_pool=8, window_stride=100, optimizer="adamw",
+                      members=2)
 
 
 def read_ratings(path: str) -> pa.Table:
@@ -206,8 +210,8 @@ def main() -> None:
     parser.add_argument("--skip-genrec", action="store_true")
     parser.add_argument("--embeddings", default=None, help="title embeddings Parquet (genrec embed) for the semantic tower")
     parser.add_argument("--nproc", type=int, default=1,
-                        help="torchrun processes for genrec, one thread each (2 cores, 100K: 3.6 steps a second "
-                             "either way, 1 process on 2 threads or 2 on one; the README's seeds ran 2)")
+                        help="torchrun processes for genrec in all, split between --members (2 cores: --nproc 2, "
+                             "one process of one thread per member, as the README's seeds ran)")
     parser.add_argument("--peer-epochs", type=int, default=150)
     parser.add_argument("--tune", type=int, default=0, metavar="N",
                         help="tuning split: drop each user's last (test) event, then score the N events before "

@@ -40,6 +40,9 @@ def test_synth_then_extract_then_embed_on_local_paths(tmp_path):
                                   "--config", bad])
         assert out.exit_code == 2 and said in out.output and "--config" in out.output, out.output
     assert not (tmp_path / "m2").exists()
+    members = _genrec("train", "--sequences", str(tmp_path / "seq"), "--out", str(tmp_path / "m3"), "--members", "0")
+    assert members.returncode != 0 and "Traceback" not in members.stderr
+    assert "members 0 must be >= 1" in members.stderr.strip().splitlines()[-1]
 
 
 def test_champion_on_empty_registry(tmp_path):
