@@ -16,13 +16,12 @@ from dataclasses import asdict, replace
 
 import torch
 
-from genrec.data import build_windows, read_split, read_vocabulary
+from genrec.data import read_vocabulary
 from genrec.errors import TrainingError
 from genrec.events import MODEL_WEIGHTS_FILE, VOCAB_FILE
 from genrec.model.ensemble import MemberEnsemble
 from genrec.model.serving import load_model
-from genrec.training import CHECKPOINT_DIR, TrainConfig, run_torchrun, write_model_folder
-from genrec.validation import evaluate_windows
+from genrec.training import CHECKPOINT_DIR, TrainConfig, run_torchrun, validate_model, write_model_folder
 
 MEMBERS_DIR = "members"
 
@@ -39,13 +38,11 @@ def member_layout(members: int, nproc: int, cpus: int, gpus: int) -> tuple[int, 
     when there are at least as many as members, in contiguous blocks of gpus // members."""
     per_member = max(1, nproc // members)
     threads = max(1, cpus // (members * per_member))
-    envs: list[dict[str, str]] = [{} for _ in range(members)]
-    if gpus >= members:
-        block = gpus // members
-        envs = [{"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in range(k * block, (k + 1) * block))}
-                for k in range(members)]
-        per_member = min(per_member, block)
-    return per_member, threads, envs
+    if gpus < members:
+        return per_member, threads, [{} for _ in range(members)]
+    block = gpus // members
+    envs = [{"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in range(k * block, (k + 1) * block))} for k in range(members)]
+    return min(per_member, block), threads, envs
 
 
 def train_members(data_dir: str, out_dir: str, config: TrainConfig, embeddings_path: str | None = None,
@@ -76,21 +73,15 @@ def pack_members(data_dir: str, out_dir: str, member_dirs: list[str], config: Tr
     models, cards = zip(*(load_model(d) for d in member_dirs))
     ensemble = MemberEnsemble(list(models))
     card0 = cards[0]
-    tasks = tuple(card0["tasks"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    ensemble.to(device)
-    vocab = read_vocabulary(data_dir)
-    table = read_split(data_dir, "validation")
-    windows = build_windows(table, vocab, tasks, config.max_len, config.mtp_depth, ensemble.config.time_buckets,
-                            predictions_only=True)
-    task_metrics, per_user = evaluate_windows(ensemble, windows, table if config.filter_seen else None, vocab, tasks,
-                                              config.eval_batch_size, device)
-    members = len(member_dirs)
-    card = card0 | {"members": members, "num_params": ensemble.get_num_params(),
+    task_metrics, per_user = validate_model(ensemble.to(device), data_dir, read_vocabulary(data_dir),
+                                            tuple(card0["tasks"]), config, device)
+    members, num_params = len(member_dirs), ensemble.get_num_params()
+    card = card0 | {"members": members, "num_params": num_params,
                     "train": asdict(config) | {"optimizer": card0["train"]["optimizer"]},
                     "description": f"ensemble of {members}: {card0['description']}",
                     "member_seeds": [c["train"]["seed"] for c in cards]}
-    metrics = {"preset": config.preset, "members": members, "num_params": ensemble.get_num_params(),
+    metrics = {"preset": config.preset, "members": members, "num_params": num_params,
                "tokens": sum(m["tokens"] for m in member_metrics), "steps": sum(m["steps"] for m in member_metrics),
                "train_seconds": max(m["train_seconds"] for m in member_metrics),
                "optimizer": member_metrics[0]["optimizer"],

@@ -694,12 +694,7 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> tuple[dict, pa.Table]:
         """Rank every validation target among the whole train vocabulary (rank 0 only)."""
-        cfg = self.config
-        table = read_split(self.data_dir, "validation")
-        windows = build_windows(table, self.vocab, self.tasks, cfg.max_len, cfg.mtp_depth,
-                                self.model_config.time_buckets, predictions_only=True)
-        return evaluate_windows(self.model, windows, table if cfg.filter_seen else None, self.vocab, self.tasks,
-                                cfg.eval_batch_size, self.ctx.device)
+        return validate_model(self.model, self.data_dir, self.vocab, self.tasks, self.config, self.ctx.device)
 
     def save_model(self, metrics: dict, per_user: pa.Table) -> None:
         """Write the model folder (see write_model_folder)."""
@@ -754,6 +749,17 @@ class Trainer:
             self.writer.close()
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def validate_model(model: nn.Module, data_dir: str, vocab: Vocabulary, tasks: tuple[str, ...], config: TrainConfig,
+                   device: torch.device) -> tuple[dict, pa.Table]:
+    """Per-task metrics and the per-user table of `model` (one model or an ensemble) on data_dir's
+    validation split, windowed and filtered as `config` trains and ranks."""
+    table = read_split(data_dir, "validation")
+    windows = build_windows(table, vocab, tasks, config.max_len, config.mtp_depth, model.config.time_buckets,
+                            predictions_only=True)
+    return evaluate_windows(model, windows, table if config.filter_seen else None, vocab, tasks,
+                            config.eval_batch_size, device)
 
 
 def write_model_folder(out_dir: str, state: dict[str, torch.Tensor], card: dict, vocab_path: str,

@@ -52,7 +52,7 @@ class MemberEnsemble(nn.Module):
     def flops_per_token(self) -> float:
         return sum(m.flops_per_token() for m in self.members)
 
-    def head_index(self, task, depth):
+    def head_index(self, task: int | torch.Tensor, depth: int | torch.Tensor) -> int | torch.Tensor:
         return self.members[0].head_index(task, depth)
 
     # --- scoring: every output is the members' outputs side by side ----------------------------------
