@@ -63,7 +63,8 @@ class ItemTower(nn.Module):
         Padding maps to zeros. A batch repeats titles many times (inputs, targets, negatives), so the
         tower runs once per distinct title and the rows are gathered back."""
         uniq, inverse = torch.unique(ids, return_inverse=True)
-        return self._rows(uniq, mask)[inverse]
+        # index_select, not [inverse]: its backward is index_add_, not an accumulating index_put
+        return self._rows(uniq, mask).index_select(0, inverse.reshape(-1)).view(*ids.shape, -1)
 
     def _assemble(self, ids: torch.Tensor, replaced: torch.Tensor, vectors: torch.Tensor | None) -> torch.Tensor:
         """[..., item_dim + 1]: the trained per-title part (ID vector, then logit bias), replaced by
