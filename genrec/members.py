@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 
@@ -54,16 +55,29 @@ def train_members(data_dir: str, out_dir: str, config: TrainConfig, embeddings_p
     per_member, threads, envs = member_layout(k_members, nproc, os.cpu_count() or 1, gpus)
     dirs = [os.path.join(out_dir, MEMBERS_DIR, str(k)) for k in range(k_members)]
 
+    stop = threading.Event()  # the first member to fail stops the others: no ensemble without it
+    first_failure: list[int] = []
+    lock = threading.Lock()
+
     def run(k: int) -> dict:
-        return run_torchrun(data_dir, dirs[k], member_config(config, k, threads), embeddings_path, warm_start_dir,
-                            per_member, warm_start_member=k, env_overrides=envs[k])
+        try:
+            return run_torchrun(data_dir, dirs[k], member_config(config, k, threads), embeddings_path,
+                                warm_start_dir, per_member, warm_start_member=k, env_overrides=envs[k], stop=stop)
+        except BaseException:
+            with lock:
+                if not stop.is_set():
+                    first_failure.append(k)
+                    stop.set()
+            raise
 
     with ThreadPoolExecutor(max_workers=k_members) as pool:
         futures = [pool.submit(run, k) for k in range(k_members)]
         errors = [f.exception() for f in futures]
-    failed = [(k, e) for k, e in enumerate(errors) if e is not None]
-    if failed:
-        raise TrainingError("; ".join(f"member {k}: {e}" for k, e in failed))
+    if first_failure:
+        k = first_failure[0]
+        stopped = [j for j, e in enumerate(errors) if e is not None and j != k]
+        also = f" (stopped: member {', '.join(map(str, stopped))})" if stopped else ""
+        raise TrainingError(f"member {k}: {errors[k]}{also}")
     return pack_members(data_dir, out_dir, dirs, config, [f.result() for f in futures])
 
 

@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, fields, replace
 
@@ -804,9 +805,11 @@ def launch_training(data_dir: str, out_dir: str, config: TrainConfig, embeddings
 
 def run_torchrun(data_dir: str, out_dir: str, config: TrainConfig, embeddings_path: str | None = None,
                  warm_start_dir: str | None = None, nproc: int = 1, warm_start_member: int = 0,
-                 env_overrides: dict[str, str] | None = None) -> dict:
+                 env_overrides: dict[str, str] | None = None, stop: threading.Event | None = None) -> dict:
     """One torchrun of the training worker (see launch_training); `env_overrides` are set in the
-    workers' environment (an ensemble member's GPUs)."""
+    workers' environment (an ensemble member's GPUs). Once `stop` is set (a sibling member failed)
+    torchrun gets SIGTERM, which it passes on to the workers: they checkpoint and stop, and this
+    raises TrainingError."""
     os.makedirs(out_dir, exist_ok=True)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "genrec.training", "--data", data_dir, "--out", out_dir, "--config", config.to_json()]
@@ -819,15 +822,36 @@ def run_torchrun(data_dir: str, out_dir: str, config: TrainConfig, embeddings_pa
     # torchrun leaves a torchelastic_* log folder in the temp dir of every launch: keep it, and the
     # workers' own temporary files, in a folder that goes with the run.
     with tempfile.TemporaryDirectory(prefix="genrec-torchrun-") as scratch:
-        proc = subprocess.run(cmd, env={**env, "TMPDIR": scratch}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+        proc = subprocess.Popen(cmd, env={**env, "TMPDIR": scratch}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        stderr = _wait_unless_stopped(proc, stop)
+    if proc.returncode != 0 and stop is not None and stop.is_set():
+        raise TrainingError(f"{out_dir}: stopped (exit {proc.returncode}) because another member failed; its "
+                            "checkpoints stay for a rerun to resume from")
     if proc.returncode != 0:
-        raise TrainingError(failure_message(proc.stderr, out_dir, proc.returncode))
+        raise TrainingError(failure_message(stderr, out_dir, proc.returncode))
     path = os.path.join(out_dir, MODEL_METRICS_FILE)
     if not os.path.exists(path):
         raise TrainingError(f"{path}: training finished without writing metrics")
     with open(path) as fh:
         return json.load(fh)
+
+
+def _wait_unless_stopped(proc: subprocess.Popen, stop: threading.Event | None, poll_s: float = 1.0,
+                         grace_s: float = 120.0) -> str:
+    """Wait for `proc` (reading its pipes all along, so it never blocks on a full one); once `stop`
+    is set, SIGTERM it, then SIGKILL after `grace_s`. Returns its stderr."""
+    while True:
+        try:
+            return proc.communicate(timeout=poll_s if stop is not None else None)[1]
+        except subprocess.TimeoutExpired:
+            if stop.is_set():
+                proc.terminate()
+                try:
+                    return proc.communicate(timeout=grace_s)[1]
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    return proc.communicate()[1]
 
 
 def failure_message(stderr: str, out_dir: str, returncode: int) -> str:

@@ -142,3 +142,36 @@ def test_an_ensemble_trains_side_by_side_packs_serves_and_warm_starts(tmp_path):
     again = launch_training(data, str(tmp_path / "again"), dataclasses.replace(cfg, max_steps=5), embeddings_path=emb,
                             warm_start_dir=out, nproc=2)
     assert [again["member_metrics"][k]["warm_start"]["member"] for k in ("0", "1")] == [0, 1]
+
+
+def test_a_member_that_fails_stops_the_others_and_names_itself(tmp_path, monkeypatch):
+    """Member 1's torchrun dies at start-up (a sitecustomize on its PYTHONPATH exits): member 0,
+    set to train for minutes, gets SIGTERM through its torchrun at once, and the error names member
+    1's own failure first and member 0 as stopped."""
+    import time
+
+    import genrec.members as members_module
+    from genrec.errors import TrainingError
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "sitecustomize.py").write_text("raise SystemExit('member 1 cannot start')\n")
+    layout = members_module.member_layout
+
+    def failing_layout(*args):
+        per_member, threads, envs = layout(*args)
+        envs[1] = envs[1] | {"PYTHONPATH": str(broken)}
+        return per_member, threads, envs
+
+    monkeypatch.setattr(members_module, "member_layout", failing_layout)
+    data = write_sequences(str(tmp_path / "seq"), embedding_dim=8, extra_titles=2)
+    cfg = TrainConfig(preset="50K", max_steps=1_000_000, max_seconds=180, batch_size=8, max_len=16, loss="full",
+                      members=2, checkpoint_every=0)
+    started = time.monotonic()
+    with pytest.raises(TrainingError) as failure:
+        launch_training(data, str(tmp_path / "ens"), cfg, embeddings_path=os.path.join(data, "embeddings.parquet"),
+                        nproc=2)
+    assert time.monotonic() - started < 60  # unstopped, member 0 would train for its 180 s
+    message = str(failure.value)
+    assert message.startswith("member 1:") and "(stopped: member 0)" in message
+    assert not os.path.exists(tmp_path / "ens" / "model.safetensors")
