@@ -824,7 +824,12 @@ def run_torchrun(data_dir: str, out_dir: str, config: TrainConfig, embeddings_pa
     with tempfile.TemporaryDirectory(prefix="genrec-torchrun-") as scratch:
         proc = subprocess.Popen(cmd, env={**env, "TMPDIR": scratch}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
-        stderr = _wait_unless_stopped(proc, stop)
+        try:
+            stderr = _wait_unless_stopped(proc, stop)
+        except BaseException:  # as subprocess.run does: no torchrun outlives its caller
+            proc.kill()
+            proc.wait()
+            raise
     if proc.returncode != 0 and stop is not None and stop.is_set():
         raise TrainingError(f"{out_dir}: stopped (exit {proc.returncode}) because another member failed; its "
                             "checkpoints stay for a rerun to resume from")
