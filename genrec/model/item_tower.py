@@ -72,7 +72,8 @@ class ItemTower(nn.Module):
         (None: the titles' own rows of the metadata table) on every row (tower_combine "sum") or on
         the replaced rows only ("fallback", which reads and runs nothing for the others)."""
         out = torch.cat([self.id_embedding(ids), self.bias(ids)], dim=-1)
-        out = torch.where(replaced.unsqueeze(-1), torch.cat([self.oov, self.oov_bias]).expand_as(out), out)
+        if bool(replaced.any()):  # nothing replaced (no masking, no UNK): no pass, no where-backward
+            out = torch.where(replaced.unsqueeze(-1), torch.cat([self.oov, self.oov_bias]).expand_as(out), out)
         if self.mlp is None:
             return out
         if self.config.tower_combine == "sum":
@@ -91,7 +92,8 @@ class ItemTower(nn.Module):
         if mask is not None:
             replaced = replaced | mask[ids]
         out = self._assemble(ids, replaced, None)
-        return out * (ids != PAD_INDEX).unsqueeze(-1).to(out.dtype)
+        pad = ids == PAD_INDEX
+        return out * (~pad).unsqueeze(-1).to(out.dtype) if bool(pad.any()) else out
 
     def set_sparse_grads(self, sparse: bool) -> None:
         """Sparse gradients for the per-title tables (see TrainConfig.sparse_grads); the weights

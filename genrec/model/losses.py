@@ -119,19 +119,21 @@ class _SampledSoftmaxCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         probs, queries, vectors = _spend(ctx, "sampled softmax")
         n = len(queries)
-        g = probs.mul_(grad.unsqueeze(1))
-        g[:, 0] -= grad  # softmax minus one-hot, the positive in column 0
-        g_pos, g_neg = g[:, :1], g[:, 1:]
+        # The gradient is (softmax - one-hot) * grad per row; its negatives' block is never formed:
+        # grad scales the [N, D] sides of the matmuls instead of a pass over [N, M].
+        p_neg = probs[:, 1:]
+        g_pos = ((probs[:, 0] - 1) * grad).unsqueeze(1)  # [N, 1]: the positive's column
+        scale = grad.unsqueeze(1).float()
         if ctx.compute != torch.float32:
-            g_neg = g_neg.to(ctx.compute)
-        q, neg = queries.to(ctx.compute), vectors[n:].to(ctx.compute)
+            p_neg = p_neg.to(ctx.compute)
+        neg = vectors[n:].to(ctx.compute)
         grad_q = grad_vectors = None
         if ctx.needs_input_grad[0]:
-            grad_q = ((g_neg @ neg).float() + g_pos * vectors[:n].float()).to(queries.dtype)
+            grad_q = (scale * (p_neg @ neg).float() + g_pos * vectors[:n].float()).to(queries.dtype)
         if ctx.needs_input_grad[1]:
             grad_vectors = torch.empty_like(vectors)
             grad_vectors[:n] = g_pos * queries.float()
-            grad_vectors[n:] = g_neg.T @ q
+            grad_vectors[n:] = p_neg.T @ (scale * queries.float()).to(ctx.compute)
         return grad_q, grad_vectors, None, None, None, None, None
 
 
