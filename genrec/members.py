@@ -105,4 +105,18 @@ def pack_members(data_dir: str, out_dir: str, member_dirs: list[str], config: Tr
     for d in member_dirs:  # packed: the members' weights and checkpoints would only double the folder
         os.remove(os.path.join(d, MODEL_WEIGHTS_FILE))
         shutil.rmtree(os.path.join(d, CHECKPOINT_DIR), ignore_errors=True)
+    drop_stale_members(out_dir, members)
     return metrics
+
+
+def drop_stale_members(out_dir: str, keep: int) -> None:
+    """Remove member folders `keep` and up that an earlier, larger ensemble left in out_dir (all of
+    them after a single model), so the folder describes only the model it holds."""
+    root = os.path.join(out_dir, MEMBERS_DIR)
+    if not os.path.isdir(root):
+        return
+    for name in os.listdir(root):
+        if not (name.isdigit() and int(name) < keep):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+    if keep == 0:
+        shutil.rmtree(root, ignore_errors=True)

@@ -800,7 +800,11 @@ def launch_training(data_dir: str, out_dir: str, config: TrainConfig, embeddings
         from genrec.members import train_members
 
         return train_members(data_dir, out_dir, config, embeddings_path, warm_start_dir, nproc)
-    return run_torchrun(data_dir, out_dir, config, embeddings_path, warm_start_dir, nproc)
+    metrics = run_torchrun(data_dir, out_dir, config, embeddings_path, warm_start_dir, nproc)
+    from genrec.members import drop_stale_members
+
+    drop_stale_members(out_dir, keep=0)  # an ensemble trained here before
+    return metrics
 
 
 def run_torchrun(data_dir: str, out_dir: str, config: TrainConfig, embeddings_path: str | None = None,

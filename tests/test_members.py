@@ -97,7 +97,9 @@ def test_an_ensemble_trains_side_by_side_packs_serves_and_warm_starts(tmp_path):
     cfg = TrainConfig(preset="50K", max_steps=30, batch_size=8, max_len=16, loss="full", checkpoint_every=10,
                       warmup_steps=5, members=2, seed=1)
     out = str(tmp_path / "ens")
+    os.makedirs(os.path.join(out, "members", "2"))  # left by an earlier 3-member run into this folder
     metrics = launch_training(data, out, cfg, embeddings_path=emb, nproc=2)
+    assert sorted(os.listdir(os.path.join(out, "members"))) == ["0", "1"]
     members = metrics["member_metrics"]  # keyed by member, so the KFP metrics artifact lists each one
     assert metrics["members"] == 2 and sorted(members) == ["0", "1"]
     assert metrics["steps"] == 60 and all(m["steps"] == 30 for m in members.values())
@@ -142,6 +144,9 @@ def test_an_ensemble_trains_side_by_side_packs_serves_and_warm_starts(tmp_path):
     again = launch_training(data, str(tmp_path / "again"), dataclasses.replace(cfg, max_steps=5), embeddings_path=emb,
                             warm_start_dir=out, nproc=2)
     assert [again["member_metrics"][k]["warm_start"]["member"] for k in ("0", "1")] == [0, 1]
+    # a single model trained into the ensemble's folder leaves no members behind it
+    launch_training(data, out, dataclasses.replace(cfg, members=1, max_steps=5), embeddings_path=emb)
+    assert not os.path.exists(os.path.join(out, "members")) and load_model(out)[1].get("members", 1) == 1
 
 
 def test_a_member_that_fails_stops_the_others_and_names_itself(tmp_path, monkeypatch):
