@@ -19,14 +19,6 @@ ItemLookup = Callable[[torch.Tensor], torch.Tensor]
 Seen = tuple[torch.Tensor, torch.Tensor]  # (rows [P], item ids [P]): titles left out of each row's softmax
 
 
-def _spend(ctx, name: str) -> tuple[torch.Tensor, ...]:
-    """The tensors a loss's forward saved, once: the backward overwrites them in place."""
-    if getattr(ctx, "spent", False):
-        raise RuntimeError(f"{name}: backward ran twice on one forward (retain_graph)")
-    ctx.spent = True
-    return ctx.saved_tensors
-
-
 def _row_losses(probs: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """-log probs[n, target[n]]; where that probability underflowed to 0, log-sum-exp of the logits
     (which the caller has not overwritten) minus the target's logit."""
@@ -69,7 +61,10 @@ class _SoftmaxCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor | None, _: None):
         if grad is None:
             return None, None, None, None
-        probs, target = _spend(ctx, "softmax_cross_entropy")
+        if getattr(ctx, "spent", False):
+            raise RuntimeError("softmax_cross_entropy: backward ran twice on one forward (retain_graph)")
+        ctx.spent = True
+        probs, target = ctx.saved_tensors
         g = probs.mul_(grad.unsqueeze(1))
         return g.scatter_add_(1, target.unsqueeze(1), -grad.unsqueeze(1)), None, None, None
 
@@ -87,8 +82,9 @@ class _SampledSoftmaxCrossEntropy(torch.autograd.Function):
     logits into one [N, 1 + M] float buffer: the negatives' matmul lands in its columns 1.. (BLAS
     writes a strided block), so there is no [positive | negatives] concatenation, and the backward
     multiplies the strided softmax block straight into the gradients of the queries and of one
-    [N + M, D] vectors tensor (autograd's cat, slices and addmm add passes and zero-filled buffers).
-    The head alone at 1M titles and 10,000 negatives: 44.4 -> 41.1 ms a step (benchmarks/HISTORY.md).
+    [N + M, D] vectors tensor, scaling their [N, D] sides by the row gradients (autograd's cat,
+    slices, addmm and softmax-minus-one-hot add passes over [N, M] and zero-filled buffers). The
+    head alone at 1M titles and 10,000 negatives: 44.4 -> 40.3 ms a step (benchmarks/HISTORY.md).
 
     Matmuls run in `compute` (bf16 under autocast, as an autograd addmm would), the softmax in fp32.
     The offsets are constants (log Q, log copies); entries (`rows`, `cols`) of the negatives' block
@@ -117,7 +113,7 @@ class _SampledSoftmaxCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        probs, queries, vectors = _spend(ctx, "sampled softmax")
+        probs, queries, vectors = ctx.saved_tensors  # read only: a second backward is as good as the first
         n = len(queries)
         # The gradient is (softmax - one-hot) * grad per row; its negatives' block is never formed:
         # grad scales the [N, D] sides of the matmuls instead of a pass over [N, M].
