@@ -113,10 +113,9 @@ def drop_stale_members(out_dir: str, keep: int) -> None:
     """Remove member folders `keep` and up that an earlier, larger ensemble left in out_dir (all of
     them after a single model), so the folder describes only the model it holds."""
     root = os.path.join(out_dir, MEMBERS_DIR)
-    if not os.path.isdir(root):
+    if keep == 0 or not os.path.isdir(root):
+        shutil.rmtree(root, ignore_errors=True)
         return
     for name in os.listdir(root):
         if not (name.isdigit() and int(name) < keep):
             shutil.rmtree(os.path.join(root, name), ignore_errors=True)
-    if keep == 0:
-        shutil.rmtree(root, ignore_errors=True)

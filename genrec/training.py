@@ -796,13 +796,11 @@ def launch_training(data_dir: str, out_dir: str, config: TrainConfig, embeddings
     """Run `torchrun --standalone --nproc_per_node=nproc -m genrec.training ...` and return the
     validation metrics (also in out_dir/metrics.json). Resumes from out_dir/checkpoints if present.
     An ensemble (config.members > 1) runs one such torchrun per member, side by side (genrec.members)."""
-    if config.members > 1:
-        from genrec.members import train_members
+    from genrec.members import drop_stale_members, train_members  # members builds on this module
 
+    if config.members > 1:
         return train_members(data_dir, out_dir, config, embeddings_path, warm_start_dir, nproc)
     metrics = run_torchrun(data_dir, out_dir, config, embeddings_path, warm_start_dir, nproc)
-    from genrec.members import drop_stale_members
-
     drop_stale_members(out_dir, keep=0)  # an ensemble trained here before
     return metrics
 
